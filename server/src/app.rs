@@ -1,0 +1,130 @@
+//! The application's shared state, independent of the HTTP framework: the CLI and the server
+//! both build it from [`Settings`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crate::clients::ClientRegistry;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::jose::kek::KeyEncryptionKey;
+use crate::jose::keyring::{KeyringManager, RotationPolicy};
+use crate::secrets::SecretHasher;
+use crate::store::cluster_state::{CLIENTS, KEYRING};
+use crate::store::Store;
+
+/// Purpose string for the client-secret hashing key derived from the KEK.
+const CLIENT_SECRET_PURPOSE: &str = "portcullis client secret hmac v1";
+
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    store: Store,
+    clients: ClientRegistry,
+    keyring: KeyringManager,
+    clock: SharedClock,
+    clients_generation: AtomicI64,
+}
+
+/// The pieces every command needs: the store and the KEK.
+pub struct Foundation {
+    pub store: Store,
+    pub kek: Arc<KeyEncryptionKey>,
+}
+
+impl Foundation {
+    pub fn open(settings: &Settings) -> Result<Foundation, String> {
+        let store = Store::open(&settings.database_url, settings.database_pool_size)?;
+        let kek = Arc::new(KeyEncryptionKey::load_or_create(settings)?);
+        Ok(Foundation { store, kek })
+    }
+
+    pub fn client_registry(&self, clock: SharedClock) -> ClientRegistry {
+        ClientRegistry::new(
+            self.store.clone(),
+            SecretHasher::new(&self.kek.derive(CLIENT_SECRET_PURPOSE)),
+            clock,
+        )
+    }
+
+    pub fn keyring(&self, settings: &Settings, clock: SharedClock) -> Result<KeyringManager, String> {
+        KeyringManager::open(
+            self.store.clone(),
+            self.kek.clone(),
+            clock,
+            RotationPolicy::from_settings(settings),
+        )
+        .map_err(|e| format!("signing keys: {e}"))
+    }
+}
+
+impl App {
+    /// Opens the database (applying migrations), loads or creates the keys.
+    pub fn build(settings: Settings, clock: SharedClock) -> Result<App, String> {
+        let foundation = Foundation::open(&settings)?;
+        let keyring = foundation.keyring(&settings, clock.clone())?;
+        let clients = foundation.client_registry(clock.clone());
+        let clients_generation = foundation
+            .store
+            .generation(CLIENTS)
+            .map_err(|e| e.to_string())?;
+        Ok(App {
+            inner: Arc::new(Inner {
+                settings,
+                store: foundation.store,
+                clients,
+                keyring,
+                clock,
+                clients_generation: AtomicI64::new(clients_generation),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.inner.clients
+    }
+
+    pub fn keyring(&self) -> &KeyringManager {
+        &self.inner.keyring
+    }
+
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// One poll of the shared database: pick up changes other processes made (clients, keys)
+    /// and perform any key rotation that is due. Blocking; run it off the request workers.
+    pub fn sync_with_cluster(&self) -> Result<(), String> {
+        let generations = self.inner.store.generations().map_err(|e| e.to_string())?;
+        for (name, generation) in generations {
+            if name == CLIENTS
+                && self.inner.clients_generation.swap(generation, Ordering::SeqCst) != generation
+            {
+                self.inner.clients.invalidate();
+            }
+            if name == KEYRING && generation != self.inner.keyring.current().generation {
+                self.inner
+                    .keyring
+                    .refresh_if_changed()
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.inner
+            .keyring
+            .maintain(false)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

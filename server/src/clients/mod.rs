@@ -1,0 +1,413 @@
+//! Registered clients (RFC 6749 §2): the model, its validation, and the in-memory registry
+//! that keeps the token endpoint off the database.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::oauth::scope::is_scope_token;
+use crate::oauth::uri;
+use crate::secrets::{self, SecretHasher, MIN_SUPPLIED_SECRET_LEN};
+use crate::store::{Store, StoreError};
+
+/// Token endpoint authentication methods (RFC 7591 §2, OpenID Connect Core §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AuthMethod> {
+        match text {
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "none" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    ClientCredentials,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GrantType> {
+        match text {
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    #[serde(rename = "client_id")]
+    pub id: String,
+    #[serde(rename = "client_name")]
+    pub name: String,
+    #[serde(skip)]
+    pub secret_hash: Option<String>,
+    #[serde(rename = "token_endpoint_auth_method")]
+    pub auth_method: AuthMethod,
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may request; also its default when it requests none.
+    #[serde(rename = "scope")]
+    pub scopes: Vec<String>,
+    /// Resource indicators (RFC 8707) it may obtain tokens for; the first is the default.
+    pub audiences: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.auth_method == AuthMethod::None
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// How a new client gets its secret.
+#[derive(Debug, Clone)]
+pub enum SecretChoice {
+    Generate,
+    Supplied(String),
+    Public,
+}
+
+/// A client registration as given by the CLI or the admin API.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub id: String,
+    pub name: String,
+    pub secret: SecretChoice,
+    pub auth_method: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum RegistryError {
+    /// A field failed validation: (field, message).
+    Invalid(&'static str, String),
+    Conflict(String),
+    NotFound(String),
+    Store(StoreError),
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::Invalid(field, message) => write!(f, "{field}: {message}"),
+            RegistryError::Conflict(id) => write!(f, "client {id} already exists"),
+            RegistryError::NotFound(id) => write!(f, "no client {id}"),
+            RegistryError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => RegistryError::Conflict(what),
+            other => RegistryError::Store(other),
+        }
+    }
+}
+
+/// Each value may itself be a space-separated list (`--scope "a b" --scope c`).
+fn split_values(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values.iter().flat_map(|v| v.split_whitespace()) {
+        if !out.iter().any(|o| o == v) {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(field, message.into())
+}
+
+/// Validates a registration into a client (without its secret hash).
+fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
+    let id = new.id.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err(invalid("client_id", "must be 1 to 128 characters"));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~:@".contains(c))
+    {
+        return Err(invalid(
+            "client_id",
+            "may contain only letters, digits and - . _ ~ : @",
+        ));
+    }
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("client_name", "must be 1 to 200 characters"));
+    }
+    let public = matches!(new.secret, SecretChoice::Public);
+    if let SecretChoice::Supplied(secret) = &new.secret {
+        if secret.chars().count() < MIN_SUPPLIED_SECRET_LEN {
+            return Err(invalid(
+                "client_secret",
+                format!("must be at least {MIN_SUPPLIED_SECRET_LEN} characters"),
+            ));
+        }
+    }
+    let auth_method = match new.auth_method.as_deref() {
+        None if public => AuthMethod::None,
+        None => AuthMethod::ClientSecretBasic,
+        Some(text) => AuthMethod::parse(text).ok_or_else(|| {
+            invalid(
+                "token_endpoint_auth_method",
+                format!("`{text}` is not one of client_secret_basic, client_secret_post, none"),
+            )
+        })?,
+    };
+    if public != (auth_method == AuthMethod::None) {
+        return Err(invalid(
+            "token_endpoint_auth_method",
+            "`none` is for public clients (--public) only, and public clients must use `none`",
+        ));
+    }
+    let grant_types = split_values(&new.grant_types)
+        .iter()
+        .map(|g| {
+            GrantType::parse(g).ok_or_else(|| {
+                invalid(
+                    "grant_types",
+                    format!("`{g}` is not one of authorization_code, client_credentials, refresh_token"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if grant_types.is_empty() {
+        return Err(invalid("grant_types", "at least one grant type is required"));
+    }
+    // RFC 6749 §4.4: the client credentials grant is for confidential clients only.
+    if public && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(invalid(
+            "grant_types",
+            "a public client cannot use client_credentials",
+        ));
+    }
+    let scopes = split_values(&new.scopes);
+    if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+        return Err(invalid("scope", format!("`{bad}` is not a valid scope token")));
+    }
+    let audiences = split_values(&new.audiences);
+    for a in &audiences {
+        uri::validate_resource(a).map_err(|e| invalid("audiences", e))?;
+    }
+    let redirect_uris = split_values(&new.redirect_uris);
+    for r in &redirect_uris {
+        uri::validate_redirect_uri(r).map_err(|e| invalid("redirect_uris", e))?;
+    }
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(invalid(
+            "redirect_uris",
+            "authorization_code clients need at least one redirect URI",
+        ));
+    }
+    let post_logout_redirect_uris = split_values(&new.post_logout_redirect_uris);
+    for r in &post_logout_redirect_uris {
+        uri::validate_redirect_uri(r).map_err(|e| invalid("post_logout_redirect_uris", e))?;
+    }
+    Ok(Client {
+        id: id.to_string(),
+        name: name.to_string(),
+        secret_hash: None,
+        auth_method,
+        grant_types,
+        scopes,
+        audiences,
+        redirect_uris,
+        post_logout_redirect_uris,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Client records for the request path: read through an in-memory cache that is cleared on
+/// every change (here, or in another process: see `startup::watch_cluster`).
+pub struct ClientRegistry {
+    store: Store,
+    hasher: SecretHasher,
+    clock: SharedClock,
+    cache: DashMap<String, Arc<Client>>,
+}
+
+/// A created client and, when generated, its secret (shown once).
+#[derive(Debug, Serialize)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: Client,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl ClientRegistry {
+    pub fn new(store: Store, hasher: SecretHasher, clock: SharedClock) -> ClientRegistry {
+        ClientRegistry {
+            store,
+            hasher,
+            clock,
+            cache: DashMap::new(),
+        }
+    }
+
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    /// Validates and stores a new client.
+    pub fn create(&self, new: &NewClient) -> Result<CreatedClient, RegistryError> {
+        let mut client = validate(new, self.clock.now())?;
+        let shown_secret = match &new.secret {
+            SecretChoice::Public => None,
+            SecretChoice::Supplied(secret) => {
+                client.secret_hash = Some(self.hasher.hash(secret));
+                None
+            }
+            SecretChoice::Generate => {
+                let secret = secrets::generate_token().map_err(|e| invalid("client_secret", e))?;
+                client.secret_hash = Some(self.hasher.hash(&secret));
+                Some(secret)
+            }
+        };
+        self.store.insert_client(&client)?;
+        self.cache.remove(&client.id);
+        Ok(CreatedClient {
+            client,
+            client_secret: shown_secret,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<Client>, RegistryError> {
+        Ok(self.store.list_clients()?)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
+        let deleted = self.store.delete_client(id)?;
+        self.cache.remove(id);
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::NotFound(id.to_string()))
+        }
+    }
+
+    /// The client with this id: from memory when cached, else from the database.
+    pub async fn find(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if let Some(hit) = self.cache.get(id) {
+            return Ok(Some(hit.clone()));
+        }
+        let owned = id.to_string();
+        let found = self.store.run(move |s| s.find_client(&owned)).await?;
+        Ok(found.map(|client| {
+            let client = Arc::new(client);
+            self.cache.insert(client.id.clone(), client.clone());
+            client
+        }))
+    }
+
+    /// Forgets every cached record (another process changed the table).
+    pub fn invalidate(&self) {
+        self.cache.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> NewClient {
+        NewClient {
+            id: "svc".into(),
+            name: "Service".into(),
+            secret: SecretChoice::Generate,
+            auth_method: None,
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["models:read models:invoke".into()],
+            audiences: vec!["https://api.example.com".into()],
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+        }
+    }
+
+    #[test]
+    fn space_separated_values_are_split() {
+        let client = validate(&machine(), 0).unwrap();
+        assert_eq!(client.scopes, vec!["models:read", "models:invoke"]);
+        assert_eq!(client.auth_method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn invalid_registrations_name_the_field() {
+        let short = NewClient {
+            secret: SecretChoice::Supplied("too short".into()),
+            ..machine()
+        };
+        assert!(matches!(validate(&short, 0), Err(RegistryError::Invalid("client_secret", _))));
+        let public_cc = NewClient {
+            secret: SecretChoice::Public,
+            ..machine()
+        };
+        assert!(matches!(validate(&public_cc, 0), Err(RegistryError::Invalid("grant_types", _))));
+        let code_without_redirect = NewClient {
+            grant_types: vec!["authorization_code".into()],
+            ..machine()
+        };
+        assert!(matches!(
+            validate(&code_without_redirect, 0),
+            Err(RegistryError::Invalid("redirect_uris", _))
+        ));
+        let bad_audience = NewClient {
+            audiences: vec!["not a uri".into()],
+            ..machine()
+        };
+        assert!(matches!(validate(&bad_audience, 0), Err(RegistryError::Invalid("audiences", _))));
+    }
+}

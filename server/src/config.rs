@@ -1,0 +1,267 @@
+//! Settings: defaults, then an optional TOML file, then `PORTCULLIS_*` environment variables.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::jose::Algorithm;
+
+/// Every setting, with its default. `docs/configuration.md` documents each one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier (OpenID Connect Discovery §3, RFC 8414 §2).
+    pub issuer: String,
+    /// Socket address to listen on.
+    pub bind: String,
+    /// `postgres://…` selects PostgreSQL; a path or `sqlite://…` selects SQLite.
+    pub database_url: String,
+    pub database_pool_size: u32,
+    /// Browser sessions (and later shared limits) live here when set.
+    pub redis_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow an `http://` issuer on a non-loopback host (never in production).
+    pub allow_insecure_http_issuer: bool,
+    /// Base64 of 32 random bytes; encrypts signing keys at rest.
+    pub key_encryption_key: Option<String>,
+    /// Where the key-encryption key is read from (and created on first start) when not given inline.
+    pub key_encryption_key_file: PathBuf,
+    pub access_token_signing_alg: Algorithm,
+    #[serde(deserialize_with = "seconds")]
+    pub access_token_ttl: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub key_rotation_period: u64,
+    /// `Cache-Control: max-age` of the JWKS; also how long a new key is published before it signs.
+    #[serde(deserialize_with = "seconds")]
+    pub jwks_max_age: u64,
+    /// How often each process checks the database for keyring and client changes.
+    #[serde(deserialize_with = "seconds")]
+    pub keyring_poll_interval: u64,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            issuer: "http://127.0.0.1:8080".into(),
+            bind: "127.0.0.1:8080".into(),
+            database_url: "data/portcullis.db".into(),
+            database_pool_size: 8,
+            redis_url: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_insecure_http_issuer: false,
+            key_encryption_key: None,
+            key_encryption_key_file: PathBuf::from("keys/key-encryption-key"),
+            access_token_signing_alg: Algorithm::Es256,
+            access_token_ttl: 900,
+            key_rotation_period: 30 * 24 * 3600,
+            jwks_max_age: 300,
+            keyring_poll_interval: 10,
+            workers: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that could not be used: one line naming it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Defaults, overridden by the TOML file (when given), overridden by `PORTCULLIS_*`.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {}: no such file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only variables naming a setting: tools (test harnesses, scripts) share the prefix.
+        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        figment = figment.merge(
+            Env::prefixed("PORTCULLIS_").filter(move |k| known.iter().any(|name| k == name.as_str())),
+        );
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that cannot be expressed by types alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = url::Url::parse(&self.issuer)
+            .map_err(|e| ConfigError(format!("setting `issuer`: not a URL ({e})")))?;
+        // OpenID Connect Discovery §3: https, no query or fragment.
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError(
+                "setting `issuer`: must not contain a query or fragment".into(),
+            ));
+        }
+        if self.issuer.ends_with('/') {
+            return Err(ConfigError(
+                "setting `issuer`: must not end with a slash".into(),
+            ));
+        }
+        match issuer.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match issuer.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                if !loopback && !self.allow_insecure_http_issuer {
+                    return Err(ConfigError(format!(
+                        "setting `issuer`: {} uses http:// on a non-loopback host; use https:// or set PORTCULLIS_ALLOW_INSECURE_HTTP_ISSUER=true",
+                        self.issuer
+                    )));
+                }
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "setting `issuer`: unsupported scheme {other}"
+                )))
+            }
+        }
+        if self.bind.parse::<std::net::SocketAddr>().is_err()
+            && !self.bind.contains(':')
+        {
+            return Err(ConfigError(format!(
+                "setting `bind`: {} is not host:port",
+                self.bind
+            )));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(
+                    "settings `tls_cert` and `tls_key`: set both or neither".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError("setting `database_pool_size`: must be at least 1".into()));
+        }
+        for (name, value) in [
+            ("access_token_ttl", self.access_token_ttl),
+            ("key_rotation_period", self.key_rotation_period),
+            ("keyring_poll_interval", self.keyring_poll_interval),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("setting `{name}`: must be at least 1 second")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest lifetime of any token a signing key may have signed.
+    pub fn max_token_ttl(&self) -> u64 {
+        self.access_token_ttl
+    }
+
+    pub fn issuer_is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    match error.into_iter().next() {
+        Some(e) if !e.path.is_empty() => format!("setting `{}`: {}", e.path.join("."), e.kind),
+        Some(e) => format!("settings: {}", e.kind),
+        None => "settings: invalid".into(),
+    }
+}
+
+/// A duration in seconds: an integer, or a string such as `90s`, `15m`, `12h`, `30d`.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => parse_duration(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration (use seconds, or a number with s, m, h or d)"
+            ))
+        }),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("30d"), Some(2_592_000));
+        assert_eq!(parse_duration("3w"), None);
+        assert_eq!(parse_duration("m"), None);
+    }
+
+    #[test]
+    fn non_loopback_http_issuer_is_refused() {
+        let settings = Settings {
+            issuer: "http://auth.example.com".into(),
+            ..Settings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(error.0.contains("issuer"), "{error}");
+        let allowed = Settings {
+            allow_insecure_http_issuer: true,
+            ..settings
+        };
+        assert!(allowed.validate().is_ok());
+    }
+}

@@ -1,0 +1,61 @@
+//! HTTP endpoints: extract, call the protocol code, respond. One file per endpoint.
+
+pub mod discovery;
+pub mod health;
+pub mod jwks;
+pub mod metrics;
+pub mod token;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::{Challenge, OAuthError};
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// RFC 6749 §5.2 error responses (and RFC 6750 §3 for bearer-protected endpoints).
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        let challenge = match self.challenge {
+            Challenge::Bearer => Some(format!(
+                "Bearer realm=\"portcullis\", error=\"{}\", error_description=\"{}\"",
+                self.code.as_str(),
+                self.description.replace(['"', '\\'], "'")
+            )),
+            // HTTP requires a challenge with every 401; Basic is the scheme we accept.
+            _ if self.code.status() == 401 => Some("Basic realm=\"portcullis\"".to_string()),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        response.json(ErrorBody {
+            error: self.code.as_str(),
+            error_description: &self.description,
+        })
+    }
+}
+
+/// JSON for anything actix rejects before a handler runs (bad path, wrong method, huge body).
+pub fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(ErrorBody {
+            error,
+            error_description: description,
+        })
+}

@@ -1,0 +1,16 @@
+//! Portcullis: an OAuth 2.0 / OpenID Connect authorization server.
+
+pub mod app;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod endpoints;
+pub mod error;
+pub mod jose;
+pub mod oauth;
+pub mod routes;
+pub mod secrets;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,263 @@
+//! The `portcullis` command: the server and its administration.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use portcullis::app::Foundation;
+use portcullis::clients::{NewClient, SecretChoice};
+use portcullis::clock::{SharedClock, SystemClock};
+use portcullis::config::Settings;
+use portcullis::jose::keyring::format_time;
+use portcullis::{startup, telemetry};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "OAuth 2.0 / OpenID Connect authorization server")]
+struct Cli {
+    /// TOML settings file; `PORTCULLIS_*` environment variables override it.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Exit 0 when the server on the configured address answers /healthz (container probes).
+    Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints JSON with its id and, when generated, its secret (shown once).
+    Create(CreateClient),
+    /// List clients as JSON.
+    List,
+    /// Delete a client.
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct CreateClient {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    name: String,
+    /// A secret of at least 32 characters (default: a generated one).
+    #[arg(long, conflicts_with_all = ["public", "secret_stdin"])]
+    secret: Option<String>,
+    /// Read the secret from standard input (keeps it out of shell history).
+    #[arg(long, conflicts_with = "public")]
+    secret_stdin: bool,
+    /// A public client: no secret (browser and native apps).
+    #[arg(long)]
+    public: bool,
+    #[arg(long = "grant-type", required = true)]
+    grant_types: Vec<String>,
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    #[arg(long = "audience")]
+    audiences: Vec<String>,
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    #[arg(long)]
+    token_endpoint_auth_method: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show each signing key's state and dates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate now: the next key (published long enough) starts signing, the active one retires.
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => return fail(&e.to_string()),
+    };
+    telemetry::init(settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => Foundation::open(&settings).map(|_| println!("migrations applied")),
+        Command::Client(command) => client(settings, command),
+        Command::Keys(command) => keys(settings, command),
+        Command::Healthcheck => healthcheck(&settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let running = startup::build(settings.clone(), clock()).await?;
+        tracing::info!(
+            issuer = %settings.issuer,
+            port = running.port,
+            database = ?running.app.store().backend(),
+            "portcullis listening"
+        );
+        running.server.await.map_err(|e| e.to_string())
+    })
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
+    let foundation = Foundation::open(&settings)?;
+    let registry = foundation.client_registry(clock());
+    match command {
+        ClientCommand::Create(args) => {
+            let secret = if args.public {
+                SecretChoice::Public
+            } else if args.secret_stdin {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("reading the secret from stdin: {e}"))?;
+                SecretChoice::Supplied(text.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                args.secret.map_or(SecretChoice::Generate, SecretChoice::Supplied)
+            };
+            let created = registry
+                .create(&NewClient {
+                    id: args.id,
+                    name: args.name,
+                    secret,
+                    auth_method: args.token_endpoint_auth_method,
+                    grant_types: args.grant_types,
+                    scopes: args.scopes,
+                    audiences: args.audiences,
+                    redirect_uris: args.redirect_uris,
+                    post_logout_redirect_uris: args.post_logout_redirect_uris,
+                })
+                .map_err(|e| e.to_string())?;
+            print_json(&created)
+        }
+        ClientCommand::List => print_json(&registry.list().map_err(|e| e.to_string())?),
+        ClientCommand::Delete { id } => {
+            registry.delete(&id).map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "deleted": id }))
+        }
+    }
+}
+
+fn keys(settings: Settings, command: KeysCommand) -> Result<(), String> {
+    let foundation = Foundation::open(&settings)?;
+    let keyring = foundation.keyring(&settings, clock())?;
+    match command {
+        KeysCommand::List { json } => {
+            let current = keyring.current();
+            if json {
+                let rows: Vec<_> = current
+                    .records
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "kid": k.kid, "alg": k.alg, "state": k.state,
+                            "created_at": k.created_at, "activated_at": k.activated_at,
+                            "retired_at": k.retired_at, "remove_after": k.remove_after,
+                        })
+                    })
+                    .collect();
+                return print_json(&rows);
+            }
+            println!(
+                "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
+                "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVED AFTER"
+            );
+            let when = |t: Option<i64>| t.map(format_time).unwrap_or_else(|| "-".into());
+            for k in &current.records {
+                println!(
+                    "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
+                    k.kid,
+                    k.alg,
+                    k.state,
+                    format_time(k.created_at),
+                    when(k.activated_at),
+                    when(k.remove_after)
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate => {
+            let outcome = keyring.maintain(true).map_err(|e| e.to_string())?;
+            for alg in &outcome.rotated {
+                let kid = keyring
+                    .current()
+                    .signing_key(*alg)
+                    .map(|k| k.kid.clone())
+                    .unwrap_or_default();
+                println!("{}: now signing with {kid}", alg.as_str());
+            }
+            if outcome.waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "rotation must wait: {}",
+                    outcome.waiting.join("; ")
+                ))
+            }
+        }
+    }
+}
+
+fn healthcheck(settings: &Settings) -> Result<(), String> {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let address = settings.bind.replace("0.0.0.0", "127.0.0.1");
+    let mut stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!("{address}/healthz did not answer 200"))
+    }
+}

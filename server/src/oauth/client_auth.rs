@@ -1,0 +1,181 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3.1).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+
+use super::params::Params;
+use crate::clients::{AuthMethod, Client, ClientRegistry};
+use crate::error::{Challenge, OAuthError};
+
+/// The credentials a request presented.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    Basic { client_id: String, secret: String },
+    Post { client_id: String, secret: String },
+    /// A public client identifying itself (RFC 6749 §3.2.1).
+    IdOnly { client_id: String },
+}
+
+impl Presented {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Presented::Basic { client_id, .. }
+            | Presented::Post { client_id, .. }
+            | Presented::IdOnly { client_id } => client_id,
+        }
+    }
+
+    fn challenge(&self) -> Challenge {
+        match self {
+            Presented::Basic { .. } => Challenge::Basic,
+            _ => Challenge::None,
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+fn form_decode(part: &str) -> Option<String> {
+    let spaced = part.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
+    let malformed = || {
+        let mut e = OAuthError::invalid_client(Challenge::Basic);
+        e.description = "malformed Basic credentials".into();
+        e
+    };
+    let encoded = header
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("basic "))
+        .and_then(|_| header.get(6..))
+        .ok_or_else(malformed)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let id = form_decode(id).ok_or_else(malformed)?;
+    let secret = form_decode(secret).ok_or_else(malformed)?;
+    if id.is_empty() {
+        return Err(malformed());
+    }
+    Ok((id, secret))
+}
+
+/// Reads the credentials from the `Authorization` header and the body. Using two methods at
+/// once is `invalid_request` (RFC 6749 §2.3).
+pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
+    let body_id = params.single("client_id")?;
+    let body_secret = params.single("client_secret")?;
+    if let Some(header) = authorization {
+        if !header
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+        {
+            return Err(OAuthError::invalid_request(
+                "unsupported Authorization scheme at the token endpoint; use Basic",
+            ));
+        }
+        let (client_id, secret) = parse_basic(header)?;
+        if body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "more than one client authentication method was used",
+            ));
+        }
+        if body_id.is_some_and(|id| id != client_id) {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the authenticated client",
+            ));
+        }
+        return Ok(Presented::Basic { client_id, secret });
+    }
+    match (body_id, body_secret) {
+        (Some(id), Some(secret)) => Ok(Presented::Post {
+            client_id: id.to_string(),
+            secret: secret.to_string(),
+        }),
+        (Some(id), None) => Ok(Presented::IdOnly {
+            client_id: id.to_string(),
+        }),
+        (None, Some(_)) => Err(OAuthError::invalid_request("parameter `client_id` is missing")),
+        (None, None) => Err(OAuthError::invalid_client(Challenge::None)),
+    }
+}
+
+/// Authenticates the presented credentials against the registered client. Every failure is
+/// the same `invalid_client`, whatever the cause (unknown client, wrong secret, wrong method).
+pub async fn authenticate(
+    presented: &Presented,
+    registry: &ClientRegistry,
+) -> Result<Arc<Client>, OAuthError> {
+    let fail = || OAuthError::invalid_client(presented.challenge());
+    let client = registry
+        .find(presented.client_id())
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?
+        .ok_or_else(fail)?;
+    let secret_ok = |secret: &str| {
+        client
+            .secret_hash
+            .as_deref()
+            .is_some_and(|hash| registry.hasher().verify(secret, hash))
+    };
+    let ok = match (presented, client.auth_method) {
+        (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
+        | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => secret_ok(secret),
+        (Presented::IdOnly { .. }, AuthMethod::None) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(client)
+    } else {
+        tracing::info!(client_id = %client.id, "client authentication failed");
+        Err(fail())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(id: &str, secret: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = basic("my%3Aclient", "p%2Bw+d");
+        let got = presented(Some(&header), &Params::default()).unwrap();
+        assert_eq!(
+            got,
+            Presented::Basic {
+                client_id: "my:client".into(),
+                secret: "p+w d".into()
+            }
+        );
+    }
+
+    #[test]
+    fn two_methods_at_once_is_invalid_request() {
+        let header = basic("c", "s");
+        let params = Params::parse(b"client_id=c&client_secret=s").unwrap();
+        let err = presented(Some(&header), &params).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn malformed_basic_is_invalid_client_with_challenge() {
+        let err = presented(Some("Basic !!!"), &Params::default()).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::InvalidClient);
+        assert_eq!(err.challenge, Challenge::Basic);
+    }
+}

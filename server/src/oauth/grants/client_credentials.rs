@@ -1,0 +1,62 @@
+//! The client credentials grant, RFC 6749 §4.4. Writes nothing to the database.
+
+use super::resolve_audience;
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::OAuthError;
+use crate::oauth::params::Params;
+use crate::oauth::scope::Scope;
+use crate::tokens::access_token::{self, AccessTokenClaims};
+use crate::tokens::{new_jti, TokenResponse};
+
+/// RFC 6749 §4.4.2–4.4.3: the scope must be within the client's registered scopes (none
+/// requested: all of them); the token is issued to the client itself (`sub` = client id).
+pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+    let requested = match params.single("scope")? {
+        Some(text) => Scope::parse(text)
+            .map_err(|bad| OAuthError::invalid_scope(format!("`{bad}` is not a valid scope")))?,
+        None => Scope::default(),
+    };
+    let scope = if requested.is_empty() {
+        Scope::from_tokens(&client.scopes)
+    } else {
+        let excess = requested.excess_over(&client.scopes);
+        if let Some(first) = excess.first() {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{first}` is not allowed for this client"
+            )));
+        }
+        requested
+    };
+    let audience = resolve_audience(app, client, params)?;
+    let settings = app.settings();
+    let now = app.now();
+    let ttl = i64::try_from(settings.access_token_ttl).unwrap_or(3600);
+    let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
+    let scope_text = scope.to_string();
+    let claims = AccessTokenClaims {
+        iss: &settings.issuer,
+        sub: &client.id,
+        aud: &audience,
+        exp: now + ttl,
+        iat: now,
+        jti: &jti,
+        client_id: &client.id,
+        scope: &scope_text,
+        auth_time: None,
+        roles: None,
+    };
+    let access_token = access_token::sign(
+        &app.keyring().current(),
+        settings.access_token_signing_alg,
+        &claims,
+    )?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: scope_text,
+        refresh_token: None,
+        id_token: None,
+    })
+}

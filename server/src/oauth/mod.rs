@@ -1,0 +1,8 @@
+//! OAuth 2.0 protocol rules, independent of any HTTP framework.
+
+pub mod client_auth;
+pub mod discovery;
+pub mod grants;
+pub mod params;
+pub mod scope;
+pub mod uri;

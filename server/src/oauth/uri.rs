@@ -1,0 +1,69 @@
+//! URI rules for resource indicators and redirect URIs.
+
+use url::Url;
+
+/// RFC 8707 §2: an absolute URI without a fragment.
+pub fn validate_resource(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| format!("`{}` is not an absolute URI", short(text)))?;
+    if url.fragment().is_some() {
+        return Err(format!("`{}` must not contain a fragment", short(text)));
+    }
+    Ok(url)
+}
+
+/// RFC 6749 §3.1.2 and RFC 9700 §2.1: absolute, no fragment; `http` only on loopback
+/// (native apps, RFC 8252 §7.3); private-use schemes allowed for native apps (§7.1).
+pub fn validate_redirect_uri(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| format!("`{}` is not an absolute URI", short(text)))?;
+    if url.fragment().is_some() {
+        return Err(format!("`{}` must not contain a fragment", short(text)));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(format!(
+                    "`{}`: http is allowed only for loopback addresses",
+                    short(text)
+                ));
+            }
+        }
+        "javascript" | "data" | "file" | "vbscript" => {
+            return Err(format!("`{}`: scheme not allowed", short(text)))
+        }
+        _ => {}
+    }
+    Ok(url)
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_absolute_without_fragment() {
+        assert!(validate_resource("https://api.example.com/v1").is_ok());
+        assert!(validate_resource("/relative").is_err());
+        assert!(validate_resource("https://api.example.com#frag").is_err());
+    }
+
+    #[test]
+    fn redirect_uris_follow_rfc9700() {
+        assert!(validate_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(validate_redirect_uri("http://127.0.0.1:5000/cb").is_ok());
+        assert!(validate_redirect_uri("com.example.app:/cb").is_ok());
+        assert!(validate_redirect_uri("http://app.example.com/cb").is_err());
+        assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+        assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! Every path and the endpoint that serves it, in one table.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::endpoints::{self, discovery, health, jwks, json_error, metrics, token};
+use crate::oauth::discovery::{JWKS_PATH, TOKEN_PATH};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(TOKEN_PATH)
+            .route(web::post().to(token::token))
+            .default_service(web::to(method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource(JWKS_PATH)
+            .route(web::get().to(jwks::jwks))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource([
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ])
+        .route(web::get().to(discovery::discovery))
+        .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(metrics::metrics))
+    .default_service(web::to(not_found));
+}
+
+fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn() -> std::future::Ready<HttpResponse> + Clone + 'static {
+    move || {
+        let mut response = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            &format!("this endpoint accepts {allow} only"),
+        );
+        response.headers_mut().insert(
+            header::ALLOW,
+            header::HeaderValue::from_static(allow),
+        );
+        std::future::ready(response)
+    }
+}
+
+async fn not_found(_request: HttpRequest) -> HttpResponse {
+    endpoints::json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

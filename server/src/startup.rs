@@ -1,0 +1,177 @@
+//! Build the HTTP server from [`Settings`], bind, run until stopped.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpServer};
+use bytes::Bytes;
+
+use crate::app::App;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::endpoints::discovery::Discovery;
+use crate::endpoints::json_error;
+use crate::{endpoints, oauth, routes};
+
+/// Largest request body accepted (token requests are small); more is 413.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub struct Running {
+    pub app: App,
+    pub port: u16,
+    pub server: Server,
+    handle: ServerHandle,
+}
+
+impl Running {
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+}
+
+/// Builds the application and binds its listener; the returned server still has to be awaited.
+pub async fn build(settings: Settings, clock: SharedClock) -> Result<Running, String> {
+    let listener = TcpListener::bind(&settings.bind)
+        .map_err(|e| format!("setting `bind`: cannot listen on {}: {e}", settings.bind))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let app = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || App::build(settings, clock))
+            .await
+            .map_err(|e| e.to_string())??
+    };
+    endpoints::metrics::install();
+    let discovery = web::Data::new(Discovery(Bytes::from(
+        oauth::discovery::metadata(&settings).to_string(),
+    )));
+    let data = web::Data::new(app.clone());
+    let hsts = settings.issuer_is_https();
+    let factory = move || {
+        let mut security_headers = DefaultHeaders::new()
+            .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .add((header::X_FRAME_OPTIONS, "DENY"))
+            .add((header::REFERRER_POLICY, "no-referrer"));
+        if hsts {
+            security_headers =
+                security_headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
+        }
+        actix_web::App::new()
+            .app_data(data.clone())
+            .app_data(discovery.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .configure(routes::configure)
+            .wrap(security_headers)
+            .wrap_fn(|request, service| {
+                let started = Instant::now();
+                let method = request.method().clone();
+                let path = request.path().to_owned();
+                let call = service.call(request);
+                async move {
+                    let mut response = call.await?;
+                    if let Some(error) = response.response().error() {
+                        // Payload overflow and similar framework errors become JSON.
+                        let status = response.status();
+                        if status == StatusCode::PAYLOAD_TOO_LARGE {
+                            let message = error.to_string();
+                            response = response.into_response(json_error(
+                                status,
+                                "invalid_request",
+                                &message,
+                            ));
+                        }
+                    }
+                    let elapsed = started.elapsed();
+                    let pattern = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_string());
+                    metrics::histogram!(
+                        "portcullis_http_request_duration_seconds",
+                        "endpoint" => pattern
+                    )
+                    .record(elapsed.as_secs_f64());
+                    tracing::info!(
+                        target: "portcullis::access",
+                        %method,
+                        path = %path,
+                        status = response.status().as_u16(),
+                        micros = elapsed.as_micros() as u64,
+                    );
+                    Ok(response)
+                }
+            })
+    };
+    let mut server = HttpServer::new(factory)
+        .shutdown_timeout(10)
+        .client_request_timeout(Duration::from_secs(10));
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config),
+        None => server.listen(listener),
+    }
+    .map_err(|e| format!("cannot start server: {e}"))?
+    .run();
+    let handle = server.handle();
+    spawn_cluster_watch(app.clone(), settings.keyring_poll_interval);
+    Ok(Running {
+        app,
+        port,
+        server,
+        handle,
+    })
+}
+
+/// Polls the shared database: keyring and client changes from other processes, and rotation.
+fn spawn_cluster_watch(app: App, interval_secs: u64) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(interval_secs.max(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let app = app.clone();
+            match tokio::task::spawn_blocking(move || app.sync_with_cluster()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cluster sync failed"),
+                Err(e) => tracing::warn!(error = %e, "cluster sync task failed"),
+            }
+        }
+    });
+}
+
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("setting `tls_cert`: {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("setting `tls_cert`: no certificate in {}", cert.display()));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("setting `tls_key`: {}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map(|mut config| {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config
+        })
+        .map_err(|e| format!("settings `tls_cert`/`tls_key`: {e}"))
+}

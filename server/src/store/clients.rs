@@ -1,0 +1,136 @@
+//! The `clients` table.
+
+use diesel::prelude::*;
+
+use super::cluster_state::{self, CLIENTS};
+use super::schema::clients;
+use super::{decode_list, encode_list, Store, StoreError};
+use crate::clients::{AuthMethod, Client, GrantType};
+
+#[derive(Queryable, Insertable, Selectable)]
+#[diesel(table_name = clients)]
+struct ClientRow {
+    id: String,
+    name: String,
+    secret_hash: Option<String>,
+    token_endpoint_auth_method: String,
+    grant_types: String,
+    scopes: String,
+    audiences: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ClientRow {
+    fn from_client(client: &Client) -> ClientRow {
+        let grant_types: Vec<String> = client
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect();
+        ClientRow {
+            id: client.id.clone(),
+            name: client.name.clone(),
+            secret_hash: client.secret_hash.clone(),
+            token_endpoint_auth_method: client.auth_method.as_str().to_string(),
+            grant_types: encode_list(&grant_types),
+            scopes: encode_list(&client.scopes),
+            audiences: encode_list(&client.audiences),
+            redirect_uris: encode_list(&client.redirect_uris),
+            post_logout_redirect_uris: encode_list(&client.post_logout_redirect_uris),
+            created_at: client.created_at,
+            updated_at: client.updated_at,
+        }
+    }
+
+    fn into_client(self) -> Result<Client, StoreError> {
+        let auth_method = AuthMethod::parse(&self.token_endpoint_auth_method).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "client {}: auth method {}",
+                self.id, self.token_endpoint_auth_method
+            ))
+        })?;
+        let grant_types = decode_list("grant_types", &self.grant_types)?
+            .iter()
+            .map(|g| {
+                GrantType::parse(g)
+                    .ok_or_else(|| StoreError::Corrupt(format!("client {}: grant {g}", self.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            scopes: decode_list("scopes", &self.scopes)?,
+            audiences: decode_list("audiences", &self.audiences)?,
+            redirect_uris: decode_list("redirect_uris", &self.redirect_uris)?,
+            post_logout_redirect_uris: decode_list(
+                "post_logout_redirect_uris",
+                &self.post_logout_redirect_uris,
+            )?,
+            id: self.id,
+            name: self.name,
+            secret_hash: self.secret_hash,
+            auth_method,
+            grant_types,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts a new client; `Conflict` when the id is taken.
+    pub fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let row = ClientRow::from_client(client);
+        conn.transaction(|conn| {
+            // Write first: a SQLite transaction that reads before writing can fail to upgrade.
+            diesel::insert_into(clients::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => StoreError::Conflict(format!("client {}", row.id)),
+                    other => StoreError::Query(other),
+                })?;
+            cluster_state::bump(conn, CLIENTS)
+        })
+    }
+
+    pub fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let mut conn = self.conn()?;
+        clients::table
+            .filter(clients::id.eq(id))
+            .select(ClientRow::as_select())
+            .first(&mut conn)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+    }
+
+    pub fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        let mut conn = self.conn()?;
+        clients::table
+            .order(clients::id)
+            .select(ClientRow::as_select())
+            .load(&mut conn)?
+            .into_iter()
+            .map(ClientRow::into_client)
+            .collect()
+    }
+
+    /// True when a client was deleted.
+    pub fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let deleted =
+                diesel::delete(clients::table.filter(clients::id.eq(id))).execute(conn)?;
+            if deleted > 0 {
+                cluster_state::bump(conn, CLIENTS)?;
+            }
+            Ok(deleted > 0)
+        })
+    }
+}

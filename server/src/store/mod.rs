@@ -1,0 +1,105 @@
+//! Storage: the only place that knows SQL. One file per table; `db.rs` picks the backend.
+//!
+//! Methods are synchronous (diesel); async callers go through [`Store::run`], which moves the
+//! work to tokio's blocking pool so database work never stalls the request workers.
+
+pub mod clients;
+pub mod cluster_state;
+pub mod db;
+pub mod schema;
+pub mod signing_keys;
+
+use std::fmt;
+
+use diesel::connection::SimpleConnection;
+
+pub use db::{Backend, DatabaseUrl};
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// No connection could be had (database down or pool exhausted).
+    Unavailable(String),
+    Query(diesel::result::Error),
+    /// A row with this key already exists.
+    Conflict(String),
+    /// A stored value could not be decoded.
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            StoreError::Query(e) => write!(f, "database query failed: {e}"),
+            StoreError::Conflict(what) => write!(f, "{what} already exists"),
+            StoreError::Corrupt(what) => write!(f, "stored data is corrupt: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Query(e)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: db::Pool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<Store, String> {
+        let url = DatabaseUrl::parse(url)?;
+        let pool = db::connect(&url, pool_size)?;
+        let store = Store {
+            pool,
+            backend: url.backend,
+        };
+        let mut conn = store.conn().map_err(|e| e.to_string())?;
+        db::run_migrations(&mut conn)?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&self) -> Result<db::PooledConnection, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs blocking store work off the async workers.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Readiness: a round trip to the database.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?
+            .batch_execute("SELECT 1")
+            .map_err(StoreError::Query)
+    }
+}
+
+/// Lists are stored as JSON arrays of strings in TEXT columns (portable across backends).
+pub(crate) fn encode_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn decode_list(column: &str, text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}

@@ -1,0 +1,29 @@
+//! Tokens we issue: JWT access tokens (RFC 9068), and what the token endpoint returns.
+
+pub mod access_token;
+
+use serde::Serialize;
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// 128 random bits, base64url: a token identifier (`jti`) that will not repeat.
+pub fn new_jti() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "no system randomness".to_string())?;
+    Ok(crate::jose::b64(&bytes))
+}
