@@ -51,7 +51,11 @@ impl Foundation {
         )
     }
 
-    pub fn keyring(&self, settings: &Settings, clock: SharedClock) -> Result<KeyringManager, String> {
+    pub fn keyring(
+        &self,
+        settings: &Settings,
+        clock: SharedClock,
+    ) -> Result<KeyringManager, String> {
         KeyringManager::open(
             self.store.clone(),
             self.kek.clone(),
@@ -110,7 +114,11 @@ impl App {
         let generations = self.inner.store.generations().map_err(|e| e.to_string())?;
         for (name, generation) in generations {
             if name == CLIENTS
-                && self.inner.clients_generation.swap(generation, Ordering::SeqCst) != generation
+                && self
+                    .inner
+                    .clients_generation
+                    .swap(generation, Ordering::SeqCst)
+                    != generation
             {
                 self.inner.clients.invalidate();
             }

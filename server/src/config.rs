@@ -109,7 +109,8 @@ impl Settings {
             _ => Vec::new(),
         };
         figment = figment.merge(
-            Env::prefixed("PORTCULLIS_").filter(move |k| known.iter().any(|name| k == name.as_str())),
+            Env::prefixed("PORTCULLIS_")
+                .filter(move |k| known.iter().any(|name| k == name.as_str())),
         );
         let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         settings.validate()?;
@@ -153,9 +154,7 @@ impl Settings {
                 )))
             }
         }
-        if self.bind.parse::<std::net::SocketAddr>().is_err()
-            && !self.bind.contains(':')
-        {
+        if self.bind.parse::<std::net::SocketAddr>().is_err() && !self.bind.contains(':') {
             return Err(ConfigError(format!(
                 "setting `bind`: {} is not host:port",
                 self.bind
@@ -170,7 +169,9 @@ impl Settings {
             _ => {}
         }
         if self.database_pool_size == 0 {
-            return Err(ConfigError("setting `database_pool_size`: must be at least 1".into()));
+            return Err(ConfigError(
+                "setting `database_pool_size`: must be at least 1".into(),
+            ));
         }
         for (name, value) in [
             ("access_token_ttl", self.access_token_ttl),
@@ -178,7 +179,9 @@ impl Settings {
             ("keyring_poll_interval", self.keyring_poll_interval),
         ] {
             if value == 0 {
-                return Err(ConfigError(format!("setting `{name}`: must be at least 1 second")));
+                return Err(ConfigError(format!(
+                    "setting `{name}`: must be at least 1 second"
+                )));
             }
         }
         Ok(())

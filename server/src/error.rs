@@ -118,7 +118,10 @@ impl OAuthError {
     /// An internal failure: the cause is logged here, the client sees a generic message.
     pub fn server_error(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
     }
 
     pub fn temporarily_unavailable(cause: &dyn fmt::Display) -> Self {

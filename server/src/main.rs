@@ -15,7 +15,11 @@ use portcullis::jose::keyring::format_time;
 use portcullis::{startup, telemetry};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "OAuth 2.0 / OpenID Connect authorization server")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "OAuth 2.0 / OpenID Connect authorization server"
+)]
 struct Cli {
     /// TOML settings file; `PORTCULLIS_*` environment variables override it.
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
@@ -159,7 +163,8 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     .map_err(|e| format!("reading the secret from stdin: {e}"))?;
                 SecretChoice::Supplied(text.trim_end_matches(['\r', '\n']).to_string())
             } else {
-                args.secret.map_or(SecretChoice::Generate, SecretChoice::Supplied)
+                args.secret
+                    .map_or(SecretChoice::Generate, SecretChoice::Supplied)
             };
             let created = registry
                 .create(&NewClient {
@@ -252,7 +257,8 @@ fn healthcheck(settings: &Settings) -> Result<(), String> {
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(3)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
     if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {

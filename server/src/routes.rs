@@ -3,7 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::endpoints::{self, discovery, health, jwks, json_error, metrics, token};
+use crate::endpoints::{self, discovery, health, json_error, jwks, metrics, token};
 use crate::oauth::discovery::{JWKS_PATH, TOKEN_PATH};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,10 +40,9 @@ fn method_not_allowed(
             "invalid_request",
             &format!("this endpoint accepts {allow} only"),
         );
-        response.headers_mut().insert(
-            header::ALLOW,
-            header::HeaderValue::from_static(allow),
-        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         std::future::ready(response)
     }
 }

@@ -35,7 +35,10 @@ impl SecretHasher {
     }
 
     pub fn hash(&self, secret: &str) -> String {
-        format!("{PREFIX}{}", b64(hmac::sign(&self.key, secret.as_bytes()).as_ref()))
+        format!(
+            "{PREFIX}{}",
+            b64(hmac::sign(&self.key, secret.as_bytes()).as_ref())
+        )
     }
 
     /// Constant-time: ring's `hmac::verify` compares tags without early exit.
@@ -67,7 +70,8 @@ mod tests {
         let stored = hasher.hash("correct horse battery staple, long enough");
         assert!(hasher.verify("correct horse battery staple, long enough", &stored));
         assert!(!hasher.verify("correct horse battery staple, long enougH", &stored));
-        assert!(!SecretHasher::new(&[4; 32]).verify("correct horse battery staple, long enough", &stored));
+        assert!(!SecretHasher::new(&[4; 32])
+            .verify("correct horse battery staple, long enough", &stored));
         assert!(!hasher.verify("x", "garbage"));
     }
 }

@@ -38,6 +38,15 @@ impl Running {
 pub async fn build(settings: Settings, clock: SharedClock) -> Result<Running, String> {
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|e| format!("setting `bind`: cannot listen on {}: {e}", settings.bind))?;
+    build_on(listener, settings, clock).await
+}
+
+/// As [`build`], on a listener the caller bound (tests bind port 0 to learn the issuer).
+pub async fn build_on(
+    listener: TcpListener,
+    settings: Settings,
+    clock: SharedClock,
+) -> Result<Running, String> {
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
@@ -160,7 +169,10 @@ fn tls_config(
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("setting `tls_cert`: {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("setting `tls_cert`: no certificate in {}", cert.display()));
+        return Err(format!(
+            "setting `tls_cert`: no certificate in {}",
+            cert.display()
+        ));
     }
     let private_key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("setting `tls_key`: {}: {e}", key.display()))?;

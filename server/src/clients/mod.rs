@@ -164,6 +164,15 @@ fn split_values(values: &[String]) -> Vec<String> {
     out
 }
 
+/// Client ids are 1–128 characters of `A-Z a-z 0-9 - . _ ~ : @`.
+pub fn is_valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:@".contains(c))
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> RegistryError {
     RegistryError::Invalid(field, message.into())
 }
@@ -171,16 +180,10 @@ fn invalid(field: &'static str, message: impl Into<String>) -> RegistryError {
 /// Validates a registration into a client (without its secret hash).
 fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
     let id = new.id.trim();
-    if id.is_empty() || id.len() > 128 {
-        return Err(invalid("client_id", "must be 1 to 128 characters"));
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-._~:@".contains(c))
-    {
+    if !is_valid_client_id(id) {
         return Err(invalid(
             "client_id",
-            "may contain only letters, digits and - . _ ~ : @",
+            "must be 1 to 128 characters: letters, digits and - . _ ~ : @",
         ));
     }
     let name = new.name.trim();
@@ -218,13 +221,18 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
             GrantType::parse(g).ok_or_else(|| {
                 invalid(
                     "grant_types",
-                    format!("`{g}` is not one of authorization_code, client_credentials, refresh_token"),
+                    format!(
+                        "`{g}` is not one of authorization_code, client_credentials, refresh_token"
+                    ),
                 )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if grant_types.is_empty() {
-        return Err(invalid("grant_types", "at least one grant type is required"));
+        return Err(invalid(
+            "grant_types",
+            "at least one grant type is required",
+        ));
     }
     // RFC 6749 §4.4: the client credentials grant is for confidential clients only.
     if public && grant_types.contains(&GrantType::ClientCredentials) {
@@ -235,7 +243,10 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
     }
     let scopes = split_values(&new.scopes);
     if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(invalid("scope", format!("`{bad}` is not a valid scope token")));
+        return Err(invalid(
+            "scope",
+            format!("`{bad}` is not a valid scope token"),
+        ));
     }
     let audiences = split_values(&new.audiences);
     for a in &audiences {
@@ -341,6 +352,10 @@ impl ClientRegistry {
 
     /// The client with this id: from memory when cached, else from the database.
     pub async fn find(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        // No registered id looks otherwise; spare the database (Postgres rejects NUL bytes).
+        if !is_valid_client_id(id) {
+            return Ok(None);
+        }
         if let Some(hit) = self.cache.get(id) {
             return Ok(Some(hit.clone()));
         }
@@ -390,12 +405,18 @@ mod tests {
             secret: SecretChoice::Supplied("too short".into()),
             ..machine()
         };
-        assert!(matches!(validate(&short, 0), Err(RegistryError::Invalid("client_secret", _))));
+        assert!(matches!(
+            validate(&short, 0),
+            Err(RegistryError::Invalid("client_secret", _))
+        ));
         let public_cc = NewClient {
             secret: SecretChoice::Public,
             ..machine()
         };
-        assert!(matches!(validate(&public_cc, 0), Err(RegistryError::Invalid("grant_types", _))));
+        assert!(matches!(
+            validate(&public_cc, 0),
+            Err(RegistryError::Invalid("grant_types", _))
+        ));
         let code_without_redirect = NewClient {
             grant_types: vec!["authorization_code".into()],
             ..machine()
@@ -408,6 +429,9 @@ mod tests {
             audiences: vec!["not a uri".into()],
             ..machine()
         };
-        assert!(matches!(validate(&bad_audience, 0), Err(RegistryError::Invalid("audiences", _))));
+        assert!(matches!(
+            validate(&bad_audience, 0),
+            Err(RegistryError::Invalid("audiences", _))
+        ));
     }
 }

@@ -16,10 +16,8 @@ pub async fn token(
     let result = handle(&request, &body, &app).await;
     match &result {
         Ok(_) => {}
-        Err(e) => {
-            metrics::counter!("portcullis_token_errors_total", "error" => e.code.as_str())
-                .increment(1)
-        }
+        Err(e) => metrics::counter!("portcullis_token_errors_total", "error" => e.code.as_str())
+            .increment(1),
     }
     result
 }
@@ -31,7 +29,10 @@ async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpRes
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form {
         return Err(OAuthError::invalid_request(
             "the token request must be application/x-www-form-urlencoded",

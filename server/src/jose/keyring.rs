@@ -153,8 +153,11 @@ pub fn plan(keys: &[StoredKey], now: i64, policy: &RotationPolicy, force: bool) 
                 plan.delete.push(key.kid.clone());
             }
         }
-        let mut active: Vec<&StoredKey> =
-            of_alg.iter().copied().filter(|k| k.state == ACTIVE).collect();
+        let mut active: Vec<&StoredKey> = of_alg
+            .iter()
+            .copied()
+            .filter(|k| k.state == ACTIVE)
+            .collect();
         active.sort_by_key(|k| std::cmp::Reverse(k.activated_at.unwrap_or(k.created_at)));
         let next = of_alg
             .iter()
@@ -409,15 +412,24 @@ mod tests {
     }
 
     fn es256(plan: &Plan) -> Vec<&KeyTransition> {
-        plan.transitions.iter().filter(|t| t.kid.starts_with('k')).collect()
+        plan.transitions
+            .iter()
+            .filter(|t| t.kid.starts_with('k'))
+            .collect()
     }
 
     #[test]
     fn empty_keyring_gets_an_active_and_a_next_key_per_algorithm() {
         let plan = plan(&[], 0, &POLICY, false);
         assert_eq!(plan.create.len(), 4);
-        assert!(plan.create.contains(&NewKey { alg: Algorithm::Rs256, state: ACTIVE }));
-        assert!(plan.create.contains(&NewKey { alg: Algorithm::Es256, state: NEXT }));
+        assert!(plan.create.contains(&NewKey {
+            alg: Algorithm::Rs256,
+            state: ACTIVE
+        }));
+        assert!(plan.create.contains(&NewKey {
+            alg: Algorithm::Es256,
+            state: NEXT
+        }));
     }
 
     #[test]
@@ -428,10 +440,19 @@ mod tests {
         let due = plan(&keys, 1000, &POLICY, false);
         let moves = es256(&due);
         assert_eq!(moves.len(), 2);
-        assert_eq!((moves[0].kid.as_str(), moves[0].state.as_str()), ("k1", RETIRED));
+        assert_eq!(
+            (moves[0].kid.as_str(), moves[0].state.as_str()),
+            ("k1", RETIRED)
+        );
         assert_eq!(moves[0].remove_after, Some(1500));
-        assert_eq!((moves[1].kid.as_str(), moves[1].state.as_str()), ("k2", ACTIVE));
-        assert!(due.create.contains(&NewKey { alg: Algorithm::Es256, state: NEXT }));
+        assert_eq!(
+            (moves[1].kid.as_str(), moves[1].state.as_str()),
+            ("k2", ACTIVE)
+        );
+        assert!(due.create.contains(&NewKey {
+            alg: Algorithm::Es256,
+            state: NEXT
+        }));
     }
 
     #[test]
@@ -439,15 +460,26 @@ mod tests {
         let keys = [key("k1", ACTIVE, 0, Some(0)), key("k2", NEXT, 950, None)];
         let plan = plan(&keys, 1000, &POLICY, true);
         assert!(es256(&plan).is_empty());
-        assert!(plan.waiting.iter().any(|w| w.contains("k2")), "{:?}", plan.waiting);
+        assert!(
+            plan.waiting.iter().any(|w| w.contains("k2")),
+            "{:?}",
+            plan.waiting
+        );
     }
 
     #[test]
     fn retired_keys_are_removed_only_after_remove_after() {
         let mut retired = key("k0", RETIRED, 0, Some(0));
         retired.remove_after = Some(1500);
-        let keys = [retired, key("k1", ACTIVE, 0, Some(1000)), key("k2", NEXT, 1000, None)];
+        let keys = [
+            retired,
+            key("k1", ACTIVE, 0, Some(1000)),
+            key("k2", NEXT, 1000, None),
+        ];
         assert!(plan(&keys, 1499, &POLICY, false).delete.is_empty());
-        assert_eq!(plan(&keys, 1500, &POLICY, false).delete, vec!["k0".to_string()]);
+        assert_eq!(
+            plan(&keys, 1500, &POLICY, false).delete,
+            vec!["k0".to_string()]
+        );
     }
 }

@@ -43,7 +43,10 @@ pub fn generate(alg: Algorithm) -> Result<GeneratedKey, String> {
             let public = pair.to_jwk_public_key();
             let n = public.parameter("n").cloned().unwrap_or(Value::Null);
             let e = public.parameter("e").cloned().unwrap_or(Value::Null);
-            (pair.to_der_private_key(), json!({"kty": "RSA", "n": n, "e": e}))
+            (
+                pair.to_der_private_key(),
+                json!({"kty": "RSA", "n": n, "e": e}),
+            )
         }
     };
     let kid = thumbprint(&jwk)?;
@@ -87,7 +90,11 @@ pub fn thumbprint(jwk: &Value) -> Result<String, String> {
         ),
         other => return Err(format!("unsupported kty {other}")),
     };
-    Ok(b64(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref()))
+    Ok(b64(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    )
+    .as_ref()))
 }
 
 /// A private key ready to sign.
@@ -204,7 +211,10 @@ mod tests {
         for alg in Algorithm::ALL {
             let key = generate(alg).unwrap();
             assert_eq!(key.public_jwk["kid"], Value::String(key.kid.clone()));
-            assert!(key.public_jwk.get("d").is_none(), "public JWK has no private part");
+            assert!(
+                key.public_jwk.get("d").is_none(),
+                "public JWK has no private part"
+            );
             let signer = Signer::from_der(alg, &key.private_der).unwrap();
             let sig = signer.sign(&SystemRandom::new(), b"hello").unwrap();
             let verifier = Verifier::from_jwk(&key.public_jwk).unwrap();

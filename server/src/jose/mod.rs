@@ -1,9 +1,9 @@
 //! JSON Web Signatures: keys, their encryption at rest, the keyring and its rotation.
 
+pub mod jwt;
 pub mod kek;
 pub mod keyring;
 pub mod keys;
-pub mod jwt;
 
 use serde::{Deserialize, Serialize};
 

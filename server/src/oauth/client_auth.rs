@@ -12,10 +12,18 @@ use crate::error::{Challenge, OAuthError};
 /// The credentials a request presented.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
-    Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
     /// A public client identifying itself (RFC 6749 §3.2.1).
-    IdOnly { client_id: String },
+    IdOnly {
+        client_id: String,
+    },
 }
 
 impl Presented {
@@ -103,7 +111,9 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
         (Some(id), None) => Ok(Presented::IdOnly {
             client_id: id.to_string(),
         }),
-        (None, Some(_)) => Err(OAuthError::invalid_request("parameter `client_id` is missing")),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "parameter `client_id` is missing",
+        )),
         (None, None) => Err(OAuthError::invalid_client(Challenge::None)),
     }
 }

@@ -113,7 +113,8 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -130,7 +131,10 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, String> {
         if let Some(parent) = std::path::Path::new(&url.target).parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    format!("setting `database_url`: cannot create {}: {e}", parent.display())
+                    format!(
+                        "setting `database_url`: cannot create {}: {e}",
+                        parent.display()
+                    )
                 })?;
             }
         }

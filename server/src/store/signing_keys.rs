@@ -90,8 +90,10 @@ impl Store {
                     .execute(conn)?;
             }
             if !change.delete.is_empty() {
-                diesel::delete(signing_keys::table.filter(signing_keys::kid.eq_any(&change.delete)))
-                    .execute(conn)?;
+                diesel::delete(
+                    signing_keys::table.filter(signing_keys::kid.eq_any(&change.delete)),
+                )
+                .execute(conn)?;
             }
             Ok(true)
         })

@@ -1,1 +1,11 @@
+//! One integration-test binary: every module below shares `helpers::spawn_app`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod helpers;
+
+mod cli;
+mod client_credentials;
+mod discovery;
+mod jwks;
+mod rotation;
+mod storage;

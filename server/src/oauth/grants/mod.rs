@@ -70,8 +70,6 @@ pub fn resolve_audience(app: &App, client: &Client, params: &Params) -> Result<S
                 ))
             }
         }
-        _ => Err(OAuthError::invalid_target(
-            "request one resource per token",
-        )),
+        _ => Err(OAuthError::invalid_target("request one resource per token")),
     }
 }

@@ -1,0 +1,263 @@
+//! `spawn_app`: the real server on a free port, on a fresh SQLite file or Postgres database.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use base64::Engine;
+use portcullis::app::App;
+use portcullis::clients::{NewClient, SecretChoice};
+use portcullis::clock::ManualClock;
+use portcullis::config::Settings;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend from an `async fn(Db)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh database: a temp SQLite file, or a new Postgres database on the test server.
+/// `None` (test skipped, with a message) only outside CI when Postgres is not configured.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn fresh_database(db: Db) -> Option<TestDatabase> {
+    let dir = tempfile::tempdir().unwrap();
+    match db {
+        Db::Sqlite => {
+            let url = dir.path().join("portcullis.db").display().to_string();
+            Some(TestDatabase { url, _dir: dir })
+        }
+        Db::Postgres => {
+            let Some(admin_url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            else {
+                if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                    panic!("CI=true but PORTCULLIS_TEST_POSTGRES_URL is not set: Postgres tests must run in CI");
+                }
+                eprintln!("skipping Postgres test: PORTCULLIS_TEST_POSTGRES_URL is not set (./scripts/test starts a server)");
+                return None;
+            };
+            use diesel::connection::SimpleConnection;
+            use diesel::Connection;
+            let name = format!(
+                "portcullis_test_{}",
+                portcullis::secrets::generate_token()
+                    .unwrap()
+                    .to_lowercase()
+                    .replace(['-', '_'], "")
+                    .get(..16)
+                    .unwrap()
+                    .to_string()
+            );
+            let mut admin = diesel::pg::PgConnection::establish(&admin_url)
+                .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&name);
+            Some(TestDatabase {
+                url: url.to_string(),
+                _dir: dir,
+            })
+        }
+    }
+}
+
+pub const TEST_KEK: [u8; 32] = [42; 32];
+
+pub fn test_kek_base64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(TEST_KEK)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub settings: Settings,
+    pub database: TestDatabase,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop accepting; in-flight requests end with the test.
+        drop(tokio::spawn(async move { handle.stop(false).await }));
+    }
+}
+
+pub fn settings_for(database_url: &str, issuer: &str) -> Settings {
+    Settings {
+        issuer: issuer.to_string(),
+        bind: "127.0.0.1:0".into(),
+        database_url: database_url.to_string(),
+        database_pool_size: 4,
+        key_encryption_key: Some(test_kek_base64()),
+        keyring_poll_interval: 3600,
+        workers: 2,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Starts the real server with settings adjusted by `tune`.
+pub async fn spawn_app_with(db: Db, tune: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let database = fresh_database(db)?;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut settings = settings_for(&database.url, &address);
+    tune(&mut settings);
+    let clock = ManualClock::starting_now();
+    let running = portcullis::startup::build_on(listener, settings.clone(), clock.clone())
+        .await
+        .expect("server starts");
+    let handle = running.handle();
+    tokio::spawn(running.server);
+    Some(TestApp {
+        address,
+        app: running.app,
+        clock,
+        settings,
+        database,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        handle,
+    })
+}
+
+pub const API: &str = "https://inference.example.test";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Registers a confidential machine client and returns its generated secret.
+    pub fn machine_client(&self, id: &str, scopes: &str) -> String {
+        self.create_client(NewClient {
+            id: id.into(),
+            name: format!("{id} service"),
+            secret: SecretChoice::Generate,
+            auth_method: None,
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec![scopes.into()],
+            audiences: vec![API.into(), "https://other.example.test".into()],
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+        })
+    }
+
+    pub fn create_client(&self, new: NewClient) -> String {
+        self.app
+            .clients()
+            .create(&new)
+            .unwrap()
+            .client_secret
+            .unwrap_or_default()
+    }
+
+    pub async fn post_token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.http
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// Verifies a JWT's signature against a JWKS with josekit (independent of the server's own
+/// ring-based code) and returns (header, claims).
+pub fn verify_with_jwks(token: &str, jwks: &Value) -> Result<(Value, Value), String> {
+    use josekit::jwk::Jwk;
+    use josekit::jws::{ES256, RS256};
+    let header_b64 = token.split('.').next().ok_or("no header")?;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let kid = header["kid"].as_str().ok_or("no kid")?;
+    let jwk_value = jwks["keys"]
+        .as_array()
+        .ok_or("no keys")?
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    let jwk = Jwk::from_map(jwk_value.as_object().unwrap().clone()).map_err(|e| e.to_string())?;
+    let (payload, _) = match header["alg"].as_str() {
+        Some("ES256") => {
+            let verifier = ES256.verifier_from_jwk(&jwk).map_err(|e| e.to_string())?;
+            josekit::jwt::decode_with_verifier(token, &verifier)
+        }
+        Some("RS256") => {
+            let verifier = RS256.verifier_from_jwk(&jwk).map_err(|e| e.to_string())?;
+            josekit::jwt::decode_with_verifier(token, &verifier)
+        }
+        other => return Err(format!("unexpected alg {other:?}")),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((header, Value::Object(payload.claims_set().clone())))
+}
+
+pub async fn error_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]
+            .as_str()
+            .unwrap_or("<no error field>")
+            .to_string(),
+    )
+}

@@ -1,0 +1,145 @@
+//! Storage conformance: the same assertions against SQLite and Postgres.
+
+use portcullis::clients::{AuthMethod, Client, GrantType};
+use portcullis::store::cluster_state::{CLIENTS, KEYRING};
+use portcullis::store::signing_keys::{KeyTransition, KeyringChange, StoredKey};
+use portcullis::store::{Store, StoreError};
+
+use crate::helpers::{fresh_database, Db};
+use crate::on_both_backends;
+
+on_both_backends!(
+    clients_round_trip_and_conflict,
+    keyring_changes_apply_only_from_the_generation_they_were_planned_on,
+    migrations_are_idempotent
+);
+
+fn sample_client(id: &str) -> Client {
+    Client {
+        id: id.into(),
+        name: "Sample «unicode» client".into(),
+        secret_hash: Some("hmac-sha256$abc".into()),
+        auth_method: AuthMethod::ClientSecretPost,
+        grant_types: vec![GrantType::ClientCredentials, GrantType::RefreshToken],
+        scopes: vec!["a".into(), "b:c".into()],
+        audiences: vec!["https://x.example".into()],
+        redirect_uris: vec!["https://app.example/cb?x=1".into()],
+        post_logout_redirect_uris: vec![],
+        created_at: 1_700_000_000,
+        updated_at: 1_700_000_001,
+    }
+}
+
+fn open(db: Db) -> Option<(Store, crate::helpers::TestDatabase)> {
+    let database = fresh_database(db)?;
+    let store = Store::open(&database.url, 2).unwrap();
+    Some((store, database))
+}
+
+async fn clients_round_trip_and_conflict(db: Db) {
+    let Some((store, _db)) = open(db) else { return };
+    let generation = store.generation(CLIENTS).unwrap();
+    let client = sample_client("one");
+    store.insert_client(&client).unwrap();
+    assert_eq!(
+        store.generation(CLIENTS).unwrap(),
+        generation + 1,
+        "a change bumps the counter"
+    );
+    assert_eq!(store.find_client("one").unwrap(), Some(client.clone()));
+    assert_eq!(
+        store.find_client("ONE").unwrap(),
+        None,
+        "ids are case-sensitive"
+    );
+    assert!(matches!(
+        store.insert_client(&client),
+        Err(StoreError::Conflict(_))
+    ));
+    store.insert_client(&sample_client("two")).unwrap();
+    let ids: Vec<String> = store
+        .list_clients()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, vec!["one", "two"]);
+    assert!(store.delete_client("one").unwrap());
+    assert!(!store.delete_client("one").unwrap());
+    assert_eq!(store.find_client("one").unwrap(), None);
+    assert_eq!(store.generation(CLIENTS).unwrap(), generation + 3);
+}
+
+fn key(kid: &str, state: &str) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        state: state.into(),
+        public_jwk: "{}".into(),
+        private_key_encrypted: "sealed".into(),
+        created_at: 10,
+        activated_at: None,
+        retired_at: None,
+        remove_after: None,
+    }
+}
+
+async fn keyring_changes_apply_only_from_the_generation_they_were_planned_on(db: Db) {
+    let Some((store, _db)) = open(db) else { return };
+    let (generation, keys) = store.load_keyring().unwrap();
+    assert!(keys.is_empty());
+    let first = KeyringChange {
+        insert: vec![key("k1", "active"), key("k2", "next")],
+        ..KeyringChange::default()
+    };
+    assert!(store.apply_keyring_change(generation, &first).unwrap());
+    // A second writer that planned from the same generation loses and writes nothing.
+    let stale = KeyringChange {
+        insert: vec![key("k3", "next")],
+        ..KeyringChange::default()
+    };
+    assert!(!store.apply_keyring_change(generation, &stale).unwrap());
+    let (now, keys) = store.load_keyring().unwrap();
+    assert_eq!(now, generation + 1);
+    assert_eq!(
+        keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        vec!["k1", "k2"]
+    );
+    assert_eq!(store.generation(KEYRING).unwrap(), now);
+
+    let rotate = KeyringChange {
+        transition: vec![KeyTransition {
+            kid: "k1".into(),
+            state: "retired".into(),
+            activated_at: Some(10),
+            retired_at: Some(20),
+            remove_after: Some(30),
+        }],
+        delete: vec!["k2".into()],
+        ..KeyringChange::default()
+    };
+    assert!(store.apply_keyring_change(now, &rotate).unwrap());
+    let (_, keys) = store.load_keyring().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (
+            keys[0].state.as_str(),
+            keys[0].retired_at,
+            keys[0].remove_after
+        ),
+        ("retired", Some(20), Some(30))
+    );
+}
+
+async fn migrations_are_idempotent(db: Db) {
+    let Some(database) = fresh_database(db) else {
+        return;
+    };
+    let store = Store::open(&database.url, 1).unwrap();
+    store.insert_client(&sample_client("kept")).unwrap();
+    drop(store);
+    // Opening again (as every start and `portcullis migrate` does) keeps the data.
+    let again = Store::open(&database.url, 1).unwrap();
+    assert!(again.find_client("kept").unwrap().is_some());
+    again.ping().unwrap();
+}
