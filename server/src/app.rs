@@ -12,6 +12,7 @@ use crate::jose::keyring::{KeyringManager, RotationPolicy};
 use crate::secrets::SecretHasher;
 use crate::store::cluster_state::{CLIENTS, KEYRING};
 use crate::store::Store;
+use crate::users::{PasswordPolicy, UserService};
 
 /// Purpose string for the client-secret hashing key derived from the KEK.
 const CLIENT_SECRET_PURPOSE: &str = "portcullis client secret hmac v1";
@@ -25,7 +26,9 @@ struct Inner {
     settings: Settings,
     store: Store,
     clients: ClientRegistry,
+    users: UserService,
     keyring: KeyringManager,
+    kek: Arc<KeyEncryptionKey>,
     clock: SharedClock,
     clients_generation: AtomicI64,
 }
@@ -40,6 +43,15 @@ impl Foundation {
     pub fn open(settings: &Settings) -> Result<Foundation, String> {
         let store = Store::open(&settings.database_url, settings.database_pool_size)?;
         let kek = Arc::new(KeyEncryptionKey::load_or_create(settings)?);
+        // A KEK that cannot open the stored keys would also hash client secrets differently
+        // from the servers: refuse early rather than provision clients that never work.
+        let (_, keys) = store.load_keyring().map_err(|e| e.to_string())?;
+        if let Some(key) = keys.first() {
+            kek.open(&key.kid, &key.private_key_encrypted)
+                .map_err(|e| {
+                    format!("setting `key_encryption_key`: {e}; use the key the servers use")
+                })?;
+        }
         Ok(Foundation { store, kek })
     }
 
@@ -49,6 +61,15 @@ impl Foundation {
             SecretHasher::new(&self.kek.derive(CLIENT_SECRET_PURPOSE)),
             clock,
         )
+    }
+
+    pub fn users(&self, settings: &Settings, clock: SharedClock) -> Result<UserService, String> {
+        let passwords = PasswordPolicy::new(
+            settings.password_hash_memory_kib,
+            settings.password_hash_iterations,
+            settings.password_hash_parallelism,
+        )?;
+        Ok(UserService::new(self.store.clone(), clock, passwords))
     }
 
     pub fn keyring(
@@ -72,6 +93,7 @@ impl App {
         let foundation = Foundation::open(&settings)?;
         let keyring = foundation.keyring(&settings, clock.clone())?;
         let clients = foundation.client_registry(clock.clone());
+        let users = foundation.users(&settings, clock.clone())?;
         let clients_generation = foundation
             .store
             .generation(CLIENTS)
@@ -81,7 +103,9 @@ impl App {
                 settings,
                 store: foundation.store,
                 clients,
+                users,
                 keyring,
+                kek: foundation.kek,
                 clock,
                 clients_generation: AtomicI64::new(clients_generation),
             }),
@@ -98,6 +122,30 @@ impl App {
 
     pub fn clients(&self) -> &ClientRegistry {
         &self.inner.clients
+    }
+
+    pub fn users(&self) -> &UserService {
+        &self.inner.users
+    }
+
+    /// A 64-byte key for signing and encrypting the session cookie, derived from the KEK so
+    /// every instance sharing the KEK accepts the same cookies.
+    pub fn cookie_key(&self) -> [u8; 64] {
+        let mut key = [0u8; 64];
+        let (a, b) = key.split_at_mut(32);
+        a.copy_from_slice(
+            &self
+                .inner
+                .kek
+                .derive("portcullis session cookie signing v1"),
+        );
+        b.copy_from_slice(
+            &self
+                .inner
+                .kek
+                .derive("portcullis session cookie encryption v1"),
+        );
+        key
     }
 
     pub fn keyring(&self) -> &KeyringManager {

@@ -41,6 +41,23 @@ pub struct Settings {
     /// How often each process checks the database for keyring and client changes.
     #[serde(deserialize_with = "seconds")]
     pub keyring_poll_interval: u64,
+    /// Argon2id cost for user passwords: memory in KiB, iterations, lanes.
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
+    pub password_hash_parallelism: u32,
+    /// Browser session lifetime.
+    #[serde(deserialize_with = "seconds")]
+    pub session_ttl: u64,
+    /// Authorization code lifetime (RFC 6749 §4.1.2 recommends at most 10 minutes).
+    #[serde(deserialize_with = "seconds")]
+    pub authorization_code_ttl: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub id_token_ttl: u64,
+    pub id_token_signing_alg: Algorithm,
+    #[serde(deserialize_with = "seconds")]
+    pub refresh_token_ttl: u64,
+    /// Require PKCE from confidential clients too (RFC 9700 §2.1.1); public clients always.
+    pub require_pkce: bool,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// `text` or `json` log lines.
@@ -72,6 +89,15 @@ impl Default for Settings {
             key_rotation_period: 30 * 24 * 3600,
             jwks_max_age: 300,
             keyring_poll_interval: 10,
+            password_hash_memory_kib: 19456,
+            password_hash_iterations: 2,
+            password_hash_parallelism: 1,
+            session_ttl: 8 * 3600,
+            authorization_code_ttl: 60,
+            id_token_ttl: 3600,
+            id_token_signing_alg: Algorithm::Rs256,
+            refresh_token_ttl: 30 * 24 * 3600,
+            require_pkce: true,
             workers: 0,
             log_format: LogFormat::Text,
         }
@@ -177,6 +203,10 @@ impl Settings {
             ("access_token_ttl", self.access_token_ttl),
             ("key_rotation_period", self.key_rotation_period),
             ("keyring_poll_interval", self.keyring_poll_interval),
+            ("session_ttl", self.session_ttl),
+            ("authorization_code_ttl", self.authorization_code_ttl),
+            ("id_token_ttl", self.id_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!(
@@ -184,12 +214,17 @@ impl Settings {
                 )));
             }
         }
+        if self.authorization_code_ttl > 600 {
+            return Err(ConfigError(
+                "setting `authorization_code_ttl`: at most 600 seconds (RFC 6749 §4.1.2)".into(),
+            ));
+        }
         Ok(())
     }
 
     /// The longest lifetime of any token a signing key may have signed.
     pub fn max_token_ttl(&self) -> u64 {
-        self.access_token_ttl
+        self.access_token_ttl.max(self.id_token_ttl)
     }
 
     pub fn issuer_is_https(&self) -> bool {

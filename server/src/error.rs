@@ -65,7 +65,10 @@ impl ErrorCode {
 pub enum Challenge {
     None,
     Basic,
+    /// RFC 6750 §3 with the error code.
     Bearer,
+    /// RFC 6750 §3.1: the request had no token, so the challenge carries no error code.
+    BearerRealmOnly,
 }
 
 #[derive(Debug, Clone)]

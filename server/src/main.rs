@@ -12,6 +12,7 @@ use portcullis::clients::{NewClient, SecretChoice};
 use portcullis::clock::{SharedClock, SystemClock};
 use portcullis::config::Settings;
 use portcullis::jose::keyring::format_time;
+use portcullis::users::NewUser;
 use portcullis::{startup, telemetry};
 
 #[derive(Parser)]
@@ -37,6 +38,9 @@ enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -87,6 +91,48 @@ struct CreateClient {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users as JSON.
+    List,
+    /// Delete a user, their consents and refresh tokens.
+    Delete {
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password, read from standard input.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Disable a user: no more sign-ins or refreshes.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Show each signing key's state and dates.
     List {
@@ -108,6 +154,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Migrate => Foundation::open(&settings).map(|_| println!("migrations applied")),
         Command::Client(command) => client(settings, command),
+        Command::User(command) => user(settings, command),
         Command::Keys(command) => keys(settings, command),
         Command::Healthcheck => healthcheck(&settings),
     };
@@ -185,6 +232,64 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
         ClientCommand::Delete { id } => {
             registry.delete(&id).map_err(|e| e.to_string())?;
             print_json(&serde_json::json!({ "deleted": id }))
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
+    let foundation = Foundation::open(&settings)?;
+    let users = foundation.users(&settings, clock())?;
+    match command {
+        UserCommand::Create {
+            username,
+            email,
+            name,
+            roles,
+            password_stdin: _,
+        } => {
+            let password = read_password()?;
+            let user = users
+                .create(&NewUser {
+                    username,
+                    email,
+                    name,
+                    roles,
+                    password,
+                })
+                .map_err(|e| e.to_string())?;
+            print_json(&user)
+        }
+        UserCommand::List => print_json(&users.list().map_err(|e| e.to_string())?),
+        UserCommand::Delete { username } => {
+            users.delete(&username).map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "deleted": username }))
+        }
+        UserCommand::SetPassword { username, .. } => {
+            let password = read_password()?;
+            users
+                .set_password(&username, &password)
+                .map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "password_set": username }))
+        }
+        UserCommand::Disable { username } => {
+            users
+                .set_disabled(&username, true)
+                .map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "disabled": username }))
+        }
+        UserCommand::Enable { username } => {
+            users
+                .set_disabled(&username, false)
+                .map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({ "enabled": username }))
         }
     }
 }

@@ -3,8 +3,12 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::endpoints::{self, discovery, health, json_error, jwks, metrics, token};
-use crate::oauth::discovery::{JWKS_PATH, TOKEN_PATH};
+use crate::endpoints::{
+    self, authorize, discovery, health, json_error, jwks, login, logout, metrics, token, userinfo,
+};
+use crate::oauth::discovery::{
+    AUTHORIZE_PATH, END_SESSION_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -24,6 +28,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ])
         .route(web::get().to(discovery::discovery))
         .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource(AUTHORIZE_PATH)
+            .route(web::get().to(authorize::authorize_get))
+            .route(web::post().to(authorize::authorize_post)),
+    )
+    .route("/authorize/resume", web::get().to(authorize::resume))
+    .service(
+        web::resource("/login")
+            .route(web::get().to(login::login_page))
+            .route(web::post().to(login::login)),
+    )
+    .route("/consent", web::post().to(authorize::consent))
+    .service(
+        web::resource(END_SESSION_PATH)
+            .route(web::get().to(logout::logout_get))
+            .route(web::post().to(logout::logout_post)),
+    )
+    .service(
+        web::resource(USERINFO_PATH)
+            .route(web::get().to(userinfo::userinfo_get))
+            .route(web::post().to(userinfo::userinfo_post))
+            .default_service(web::to(method_not_allowed("GET, POST"))),
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))

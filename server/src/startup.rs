@@ -63,6 +63,12 @@ pub async fn build_on(
         oauth::discovery::metadata(&settings).to_string(),
     )));
     let data = web::Data::new(app.clone());
+    let sessions = crate::session::SessionBackend::connect(settings.redis_url.as_deref()).await?;
+    let cookie_key = actix_web::cookie::Key::from(&app.cookie_key());
+    let cookie_secure = settings.issuer_is_https();
+    let session_ttl = actix_web::cookie::time::Duration::seconds(
+        i64::try_from(settings.session_ttl).unwrap_or(3600),
+    );
     let hsts = settings.issuer_is_https();
     let factory = move || {
         let mut security_headers = DefaultHeaders::new()
@@ -77,7 +83,39 @@ pub async fn build_on(
             .app_data(data.clone())
             .app_data(discovery.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(
+                web::FormConfig::default()
+                    .limit(MAX_BODY_BYTES)
+                    .error_handler(|e, _| {
+                        let page = crate::endpoints::pages::error_page(
+                            StatusCode::BAD_REQUEST,
+                            "This form could not be read",
+                            "Go back to the application and try again.",
+                        );
+                        actix_web::error::InternalError::from_response(e, page).into()
+                    }),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                let page = crate::endpoints::pages::error_page(
+                    StatusCode::BAD_REQUEST,
+                    "This link is not valid",
+                    "Go back to the application and try again.",
+                );
+                actix_web::error::InternalError::from_response(e, page).into()
+            }))
             .configure(routes::configure)
+            .wrap(
+                actix_session::SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
+                    .cookie_name("portcullis_session".into())
+                    .cookie_secure(cookie_secure)
+                    .cookie_http_only(true)
+                    .cookie_same_site(actix_web::cookie::SameSite::Lax)
+                    .session_lifecycle(
+                        actix_session::config::PersistentSession::default()
+                            .session_ttl(session_ttl),
+                    )
+                    .build(),
+            )
             .wrap(security_headers)
             .wrap_fn(|request, service| {
                 let started = Instant::now();

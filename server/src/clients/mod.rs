@@ -135,7 +135,7 @@ impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegistryError::Invalid(field, message) => write!(f, "{field}: {message}"),
-            RegistryError::Conflict(id) => write!(f, "client {id} already exists"),
+            RegistryError::Conflict(what) => write!(f, "{what} already exists"),
             RegistryError::NotFound(id) => write!(f, "no client {id}"),
             RegistryError::Store(e) => e.fmt(f),
         }
@@ -282,12 +282,14 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
 }
 
 /// Client records for the request path: read through an in-memory cache that is cleared on
-/// every change (here, or in another process: see `startup::watch_cluster`).
+/// every change (here, or in another process: see `App::sync_with_cluster`).
 pub struct ClientRegistry {
     store: Store,
     hasher: SecretHasher,
     clock: SharedClock,
     cache: DashMap<String, Arc<Client>>,
+    /// Bumped on every invalidation: a read that started before one must not fill the cache.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A created client and, when generated, its secret (shown once).
@@ -306,6 +308,7 @@ impl ClientRegistry {
             hasher,
             clock,
             cache: DashMap::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -329,7 +332,7 @@ impl ClientRegistry {
             }
         };
         self.store.insert_client(&client)?;
-        self.cache.remove(&client.id);
+        self.invalidate();
         Ok(CreatedClient {
             client,
             client_secret: shown_secret,
@@ -342,7 +345,7 @@ impl ClientRegistry {
 
     pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
         let deleted = self.store.delete_client(id)?;
-        self.cache.remove(id);
+        self.invalidate();
         if deleted {
             Ok(())
         } else {
@@ -359,17 +362,22 @@ impl ClientRegistry {
         if let Some(hit) = self.cache.get(id) {
             return Ok(Some(hit.clone()));
         }
+        use std::sync::atomic::Ordering;
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let owned = id.to_string();
         let found = self.store.run(move |s| s.find_client(&owned)).await?;
         Ok(found.map(|client| {
             let client = Arc::new(client);
-            self.cache.insert(client.id.clone(), client.clone());
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                self.cache.insert(client.id.clone(), client.clone());
+            }
             client
         }))
     }
 
     /// Forgets every cached record (another process changed the table).
     pub fn invalidate(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.clear();
     }
 }

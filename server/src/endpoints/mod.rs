@@ -1,10 +1,15 @@
 //! HTTP endpoints: extract, call the protocol code, respond. One file per endpoint.
 
+pub mod authorize;
 pub mod discovery;
 pub mod health;
 pub mod jwks;
+pub mod login;
+pub mod logout;
 pub mod metrics;
+pub mod pages;
 pub mod token;
+pub mod userinfo;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -36,6 +41,7 @@ impl ResponseError for OAuthError {
                 self.code.as_str(),
                 self.description.replace(['"', '\\'], "'")
             )),
+            Challenge::BearerRealmOnly => Some("Bearer realm=\"portcullis\"".to_string()),
             // HTTP requires a challenge with every 401; Basic is the scheme we accept.
             _ if self.code.status() == 401 => Some("Basic realm=\"portcullis\"".to_string()),
             _ => None,

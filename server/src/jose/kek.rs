@@ -57,14 +57,26 @@ impl KeyEncryptionKey {
             Ok(text) => Self::from_base64("key_encryption_key_file", &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let kek = Self::generate()?;
-                write_new_secret_file(path, &STANDARD.encode(kek.bytes)).map_err(|e| {
-                    format!(
+                match write_new_secret_file(path, &STANDARD.encode(kek.bytes)) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "generated a new key-encryption key");
+                        Ok(kek)
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(|e| {
+                            format!(
+                                "setting `key_encryption_key_file`: cannot read {}: {e}",
+                                path.display()
+                            )
+                        })?;
+                        Self::from_base64("key_encryption_key_file", &text)
+                    }
+                    Err(e) => Err(format!(
                         "setting `key_encryption_key_file`: cannot create {}: {e}",
                         path.display()
-                    )
-                })?;
-                tracing::info!(path = %path.display(), "generated a new key-encryption key");
-                Ok(kek)
+                    )),
+                }
             }
             Err(e) => Err(format!(
                 "setting `key_encryption_key_file`: cannot read {}: {e}",

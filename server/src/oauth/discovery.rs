@@ -7,17 +7,37 @@ use crate::config::Settings;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const TOKEN_PATH: &str = "/token";
+pub const AUTHORIZE_PATH: &str = "/authorize";
+pub const USERINFO_PATH: &str = "/userinfo";
+pub const END_SESSION_PATH: &str = "/logout";
 
 pub fn metadata(settings: &Settings) -> Value {
     let issuer = &settings.issuer;
     json!({
         "issuer": issuer,
-        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
+        "userinfo_endpoint": format!("{issuer}{USERINFO_PATH}"),
+        "end_session_endpoint": format!("{issuer}{END_SESSION_PATH}"),
+        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "subject_types_supported": ["public"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
+            "name", "preferred_username", "updated_at", "email", "email_verified"
+        ],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "access_token_signing_alg_values_supported": [settings.access_token_signing_alg.as_str()],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
     })
 }

@@ -1,8 +1,11 @@
 //! OAuth 2.0 protocol rules, independent of any HTTP framework.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod grants;
 pub mod params;
+pub mod pkce;
 pub mod scope;
 pub mod uri;
+pub mod userinfo;

@@ -100,11 +100,11 @@ impl ManageConnection for Manager {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers run beside the writer; busy_timeout makes writers queue
-                // instead of failing with "database is locked".
+                // busy_timeout makes writers queue instead of failing with "database is
+                // locked"; WAL (set once in `connect`) lets readers run beside the writer.
                 conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -138,6 +138,15 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, String> {
                 })?;
             }
         }
+    }
+    if url.backend == Backend::Sqlite {
+        // WAL is a property of the file: switch once, before the pool opens its connections
+        // (switching from several at once makes some of them fail with "locked").
+        let mut first = SqliteConnection::establish(&url.target)
+            .map_err(|e| format!("setting `database_url`: cannot open {}: {e}", url.target))?;
+        first
+            .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+            .map_err(|e| format!("setting `database_url`: {e}"))?;
     }
     r2d2::Pool::builder()
         .max_size(pool_size)

@@ -6,8 +6,10 @@
 pub mod clients;
 pub mod cluster_state;
 pub mod db;
+pub mod grants;
 pub mod schema;
 pub mod signing_keys;
+pub mod users;
 
 use std::fmt;
 

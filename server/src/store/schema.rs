@@ -36,3 +36,69 @@ diesel::table! {
         generation -> BigInt,
     }
 }
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Text,
+        email_verified -> Bool,
+        name -> Text,
+        password_hash -> Text,
+        roles -> Text,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        grant_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        audience -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Text,
+        auth_time -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        access_token_jti -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        grant_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        audience -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        access_token_jti -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    revoked_access_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}

@@ -1,6 +1,8 @@
 //! Tokens we issue: JWT access tokens (RFC 9068), and what the token endpoint returns.
 
 pub mod access_token;
+pub mod id_token;
+pub mod refresh_token;
 
 use serde::Serialize;
 

@@ -1,6 +1,8 @@
 //! The token endpoint's grant types (RFC 6749 §4): parse, authenticate the client, exchange.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod refresh_token;
 
 use super::client_auth;
 use super::params::Params;
@@ -8,6 +10,9 @@ use super::uri;
 use crate::app::App;
 use crate::clients::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError};
+use crate::tokens::access_token::{self, AccessTokenClaims};
+use crate::tokens::id_token::{self, IdTokenClaims};
+use crate::tokens::refresh_token as refresh;
 use crate::tokens::TokenResponse;
 
 /// Handles a token request (RFC 6749 §3.2) whose form body is `params`.
@@ -18,6 +23,8 @@ pub async fn token_request(
 ) -> Result<(GrantType, String, TokenResponse), OAuthError> {
     let grant_type = match params.required("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
+        "authorization_code" => GrantType::AuthorizationCode,
+        "refresh_token" => GrantType::RefreshToken,
         other => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -38,12 +45,8 @@ pub async fn token_request(
     }
     let response = match grant_type {
         GrantType::ClientCredentials => client_credentials::exchange(app, &client, params)?,
-        GrantType::AuthorizationCode | GrantType::RefreshToken => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "grant type not supported",
-            ))
-        }
+        GrantType::AuthorizationCode => authorization_code::exchange(app, &client, params).await?,
+        GrantType::RefreshToken => refresh_token::exchange(app, &client, params).await?,
     };
     Ok((grant_type, client.id.clone(), response))
 }
@@ -72,4 +75,105 @@ pub fn resolve_audience(app: &App, client: &Client, params: &Params) -> Result<S
         }
         _ => Err(OAuthError::invalid_target("request one resource per token")),
     }
+}
+
+/// What a user-facing grant (code or refresh) issues tokens for.
+pub struct UserGrant<'a> {
+    pub user_id: &'a str,
+    pub grant_id: &'a str,
+    pub scope: &'a str,
+    pub audience: &'a str,
+    pub auth_time: i64,
+    pub nonce: Option<&'a str>,
+    pub jti: &'a str,
+}
+
+/// Issues the access token (RFC 9068, `sub` = the user), an ID token when `openid` was
+/// granted (Core §3.1.3.3), and a new refresh token when the client may refresh and
+/// `offline_access` was granted (Core §11).
+pub async fn issue_for_user(
+    app: &App,
+    client: &Client,
+    grant: UserGrant<'_>,
+) -> Result<TokenResponse, OAuthError> {
+    let user_id = grant.user_id.to_string();
+    let user = app
+        .store()
+        .run(move |s| s.find_user(&user_id))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists or is disabled"))?;
+    let settings = app.settings();
+    let now = app.now();
+    let ttl = i64::try_from(settings.access_token_ttl).unwrap_or(3600);
+    let keyring = app.keyring().current();
+    let access_token = access_token::sign(
+        &keyring,
+        settings.access_token_signing_alg,
+        &AccessTokenClaims {
+            iss: &settings.issuer,
+            sub: &user.id,
+            aud: grant.audience,
+            exp: now + ttl,
+            iat: now,
+            jti: grant.jti,
+            client_id: &client.id,
+            scope: grant.scope,
+            auth_time: Some(grant.auth_time),
+            roles: Some(&user.roles),
+        },
+    )?;
+    let scopes: Vec<&str> = grant.scope.split(' ').collect();
+    let id_token = if scopes.contains(&"openid") {
+        Some(id_token::sign(
+            &keyring,
+            settings.id_token_signing_alg,
+            &IdTokenClaims {
+                iss: &settings.issuer,
+                sub: &user.id,
+                aud: &client.id,
+                exp: now + i64::try_from(settings.id_token_ttl).unwrap_or(3600),
+                iat: now,
+                auth_time: grant.auth_time,
+                nonce: grant.nonce,
+                at_hash: id_token::at_hash(&access_token),
+            },
+        )?)
+    } else {
+        None
+    };
+    let refresh_token =
+        if client.allows_grant(GrantType::RefreshToken) && scopes.contains(&"offline_access") {
+            let token = refresh::generate().map_err(|e| OAuthError::server_error(&e))?;
+            let record = crate::store::grants::RefreshRecord {
+                token_hash: refresh::hash(&token),
+                grant_id: grant.grant_id.to_string(),
+                client_id: client.id.clone(),
+                user_id: user.id.clone(),
+                scope: grant.scope.to_string(),
+                audience: grant.audience.to_string(),
+                auth_time: grant.auth_time,
+                created_at: now,
+                expires_at: now + i64::try_from(settings.refresh_token_ttl).unwrap_or(86400),
+                used_at: None,
+                revoked_at: None,
+                access_token_jti: Some(grant.jti.to_string()),
+            };
+            app.store()
+                .run(move |s| s.insert_refresh_token(&record))
+                .await
+                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+            Some(token)
+        } else {
+            None
+        };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: grant.scope.to_string(),
+        refresh_token,
+        id_token,
+    })
 }

@@ -1,0 +1,302 @@
+//! `GET|POST /authorize`, the sign-in continuation, and `POST /consent`.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::pages::{error_page, html, see_other, session_expired};
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::OAuthError;
+use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, Next, SignedIn};
+use crate::oauth::params::Params;
+use crate::session::{csrf_matches, csrf_token};
+use crate::views::{describe_scope, ConsentPage, ScopeView};
+
+const SIGNED_IN: &str = "signed_in";
+const PENDING_PREFIX: &str = "authz:";
+
+pub async fn authorize_get(
+    request: HttpRequest,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    match Params::parse(request.query_string().as_bytes()) {
+        Ok(params) => start(&app, &session, &params).await,
+        Err(_) => bad_link("The sign-in link is malformed."),
+    }
+}
+
+pub async fn authorize_post(
+    body: web::Bytes,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    match Params::parse(&body) {
+        Ok(params) => start(&app, &session, &params).await,
+        Err(_) => bad_link("The sign-in request is malformed."),
+    }
+}
+
+fn bad_link(message: &str) -> HttpResponse {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in link is not valid",
+        message,
+    )
+}
+
+async fn start(app: &App, session: &Session, params: &Params) -> HttpResponse {
+    match authorize::validate(app, params).await {
+        Ok((request, client)) => proceed(app, session, request, &client).await,
+        Err(AuthorizeError::Page(title, message)) => {
+            error_page(StatusCode::BAD_REQUEST, title, &message)
+        }
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+        }) => redirect_error(app, &redirect_uri, &error, state.as_deref()),
+    }
+}
+
+fn redirect_error(
+    app: &App,
+    redirect_uri: &str,
+    error: &OAuthError,
+    state: Option<&str>,
+) -> HttpResponse {
+    see_other(&authorize::error_redirect(
+        redirect_uri,
+        error,
+        state,
+        &app.settings().issuer,
+    ))
+}
+
+/// The signed-in user of this session, if the account still exists and is enabled.
+pub async fn signed_in(app: &App, session: &Session) -> Option<SignedIn> {
+    let signed_in: SignedIn = session.get(SIGNED_IN).ok().flatten()?;
+    let user_id = signed_in.user_id.clone();
+    let user = app
+        .store()
+        .run(move |s| s.find_user(&user_id))
+        .await
+        .ok()
+        .flatten();
+    match user {
+        Some(u) if !u.disabled => Some(signed_in),
+        _ => {
+            session.remove(SIGNED_IN);
+            None
+        }
+    }
+}
+
+pub fn set_signed_in(session: &Session, signed_in: &SignedIn) -> Result<(), String> {
+    session
+        .insert(SIGNED_IN, signed_in)
+        .map_err(|e| e.to_string())
+}
+
+pub fn pending(session: &Session, id: &str) -> Option<AuthorizationRequest> {
+    if id.is_empty() || id.len() > 64 {
+        return None;
+    }
+    session.get(&format!("{PENDING_PREFIX}{id}")).ok().flatten()
+}
+
+pub fn save_pending(
+    session: &Session,
+    id: &str,
+    request: &AuthorizationRequest,
+) -> Result<(), String> {
+    session
+        .insert(format!("{PENDING_PREFIX}{id}"), request)
+        .map_err(|e| e.to_string())
+}
+
+/// Decides the next step for a validated request: sign in, consent, or issue the code.
+async fn proceed(
+    app: &App,
+    session: &Session,
+    request: AuthorizationRequest,
+    client: &Client,
+) -> HttpResponse {
+    let who = signed_in(app, session).await;
+    let consented = match &who {
+        Some(s) => {
+            let (user, client_id) = (s.user_id.clone(), client.id.clone());
+            app.store()
+                .run(move |st| st.consented_scopes(&user, &client_id))
+                .await
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let next = authorize::next_step(&request, who.as_ref(), &consented, app.now());
+    match (next, who) {
+        (Err(error), _) => {
+            redirect_error(app, &request.redirect_uri, &error, request.state.as_deref())
+        }
+        (Ok(Next::IssueCode), Some(who)) => issue(app, &request, &who),
+        (Ok(Next::Consent), Some(who)) => {
+            let Ok(id) = crate::secrets::generate_token() else {
+                return session_expired();
+            };
+            if save_pending(session, &id, &request).is_err() {
+                return session_expired();
+            }
+            consent_page(app, session, &request, client, &who, &id).await
+        }
+        (Ok(_), _) => {
+            let Ok(id) = crate::secrets::generate_token() else {
+                return session_expired();
+            };
+            if save_pending(session, &id, &request).is_err() {
+                return session_expired();
+            }
+            see_other(&format!("/login?request={id}"))
+        }
+    }
+}
+
+fn issue(app: &App, request: &AuthorizationRequest, who: &SignedIn) -> HttpResponse {
+    match authorize::issue_code(app, request, who) {
+        Ok(code) => {
+            metrics::counter!("portcullis_authorization_codes_issued_total").increment(1);
+            see_other(&authorize::redirect_with(
+                &request.redirect_uri,
+                &[("code", &code)],
+                request.state.as_deref(),
+                &app.settings().issuer,
+            ))
+        }
+        Err(error) => redirect_error(app, &request.redirect_uri, &error, request.state.as_deref()),
+    }
+}
+
+async fn consent_page(
+    app: &App,
+    session: &Session,
+    request: &AuthorizationRequest,
+    client: &Client,
+    who: &SignedIn,
+    id: &str,
+) -> HttpResponse {
+    let user_id = who.user_id.clone();
+    let username = app
+        .store()
+        .run(move |s| s.find_user(&user_id))
+        .await
+        .ok()
+        .flatten()
+        .map(|u| u.username)
+        .unwrap_or_default();
+    let Ok(csrf) = csrf_token(session) else {
+        return session_expired();
+    };
+    let audience = (request.audience != app.settings().issuer).then(|| request.audience.clone());
+    let page = ConsentPage {
+        csrf_token: csrf,
+        request_id: id.to_string(),
+        client_name: client.name.clone(),
+        username,
+        scopes: request
+            .scope
+            .iter()
+            .map(|s| ScopeView {
+                name: s.clone(),
+                description: describe_scope(s),
+            })
+            .collect(),
+        audience,
+    };
+    html(StatusCode::OK, page.render(), &[&request.redirect_uri])
+}
+
+#[derive(Deserialize)]
+pub struct ResumeQuery {
+    request: String,
+}
+
+/// `GET /authorize/resume`: continue a pending request after sign-in.
+pub async fn resume(
+    query: web::Query<ResumeQuery>,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let Some(request) = pending(&session, &query.request) else {
+        return session_expired();
+    };
+    session.remove(&format!("{PENDING_PREFIX}{}", query.request));
+    let client = match app.clients().find(&request.client_id).await {
+        Ok(Some(client)) => client,
+        _ => return bad_link("The application is no longer registered."),
+    };
+    proceed(&app, &session, request, &client).await
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    csrf_token: String,
+    request: String,
+    decision: String,
+}
+
+/// `POST /consent`: Allow or Deny (Deny → `access_denied`, RFC 6749 §4.1.2.1).
+pub async fn consent(
+    form: web::Form<ConsentForm>,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    if !csrf_matches(&session, &form.csrf_token) {
+        return session_expired();
+    }
+    let Some(request) = pending(&session, &form.request) else {
+        return session_expired();
+    };
+    let Some(who) = signed_in(&app, &session).await else {
+        return session_expired();
+    };
+    session.remove(&format!("{PENDING_PREFIX}{}", form.request));
+    match form.decision.as_str() {
+        "allow" => {
+            let (user, client, scopes, now) = (
+                who.user_id.clone(),
+                request.client_id.clone(),
+                request.scope.clone(),
+                app.now(),
+            );
+            if let Err(e) = app
+                .store()
+                .run(move |s| s.save_consent(&user, &client, &scopes, now))
+                .await
+            {
+                tracing::error!(error = %e, "saving consent failed");
+                return redirect_error(
+                    &app,
+                    &request.redirect_uri,
+                    &OAuthError::temporarily_unavailable(&e),
+                    request.state.as_deref(),
+                );
+            }
+            tracing::info!(client_id = %request.client_id, "consent given");
+            issue(&app, &request, &who)
+        }
+        _ => {
+            tracing::info!(client_id = %request.client_id, "consent denied");
+            redirect_error(
+                &app,
+                &request.redirect_uri,
+                &OAuthError::new(
+                    crate::error::ErrorCode::AccessDenied,
+                    "the user denied the request",
+                ),
+                request.state.as_deref(),
+            )
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The authorization code grant at the token endpoint, RFC 6749 §4.1.3 with PKCE (RFC 7636
+//! §4.5–4.6). A code is single-use: a second use revokes everything issued from its grant.
+
+use super::{issue_for_user, UserGrant};
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::OAuthError;
+use crate::oauth::params::Params;
+use crate::oauth::pkce;
+use crate::store::grants::Consumed;
+use crate::tokens::{new_jti, refresh_token, TokenResponse};
+
+pub async fn exchange(
+    app: &App,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let code = params.required("code")?.to_string();
+    let redirect_uri = params.single("redirect_uri")?.map(str::to_string);
+    let verifier = params.single("code_verifier")?.map(str::to_string);
+    let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
+    let now = app.now();
+    let code_hash = refresh_token::hash(&code);
+    let consumed = {
+        let jti = jti.clone();
+        app.store()
+            .run(move |s| s.consume_code(&code_hash, now, &jti))
+            .await
+            .map_err(|e| OAuthError::temporarily_unavailable(&e))?
+    };
+    let invalid =
+        || OAuthError::invalid_grant("the authorization code is invalid, expired or already used");
+    let record = match consumed {
+        Consumed::Unknown => return Err(invalid()),
+        Consumed::Reused(record) => {
+            // RFC 6749 §4.1.2 / RFC 9700 §4.2.4: revoke what the code already produced.
+            tracing::warn!(client_id = %record.client_id, grant_id = %record.grant_id, "authorization code reused; grant revoked");
+            let until = now + i64::try_from(app.settings().access_token_ttl).unwrap_or(3600);
+            let grant_id = record.grant_id.clone();
+            app.store()
+                .run(move |s| s.revoke_grant(&grant_id, now, until))
+                .await
+                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+            return Err(invalid());
+        }
+        Consumed::Fresh(record) => record,
+    };
+    // Bound to the client and the redirect URI (RFC 6749 §4.1.3).
+    if record.client_id != client.id || now >= record.expires_at {
+        return Err(invalid());
+    }
+    match redirect_uri {
+        Some(uri) if uri != record.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ))
+        }
+        None if client.redirect_uris.len() != 1 => {
+            return Err(OAuthError::invalid_request(
+                "parameter `redirect_uri` is missing",
+            ))
+        }
+        _ => {}
+    }
+    if !record.code_challenge.is_empty() {
+        let Some(verifier) = verifier else {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier is required (PKCE)",
+            ));
+        };
+        if !pkce::verify_s256(&verifier, &record.code_challenge) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+    } else if verifier.is_some() {
+        return Err(OAuthError::invalid_grant(
+            "no code_challenge was sent with the authorization request",
+        ));
+    }
+    issue_for_user(
+        app,
+        client,
+        UserGrant {
+            user_id: &record.user_id,
+            grant_id: &record.grant_id,
+            scope: &record.scope,
+            audience: &record.audience,
+            auth_time: record.auth_time,
+            nonce: record.nonce.as_deref(),
+            jti: &jti,
+        },
+    )
+    .await
+}

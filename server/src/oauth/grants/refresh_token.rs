@@ -1,0 +1,86 @@
+//! The refresh token grant, RFC 6749 §6, with rotation and reuse detection (RFC 9700
+//! §4.14.2): every use returns a new refresh token; presenting a used one revokes the family.
+
+use super::{issue_for_user, UserGrant};
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::OAuthError;
+use crate::oauth::params::Params;
+use crate::oauth::scope::Scope;
+use crate::store::grants::Consumed;
+use crate::tokens::{new_jti, refresh_token, TokenResponse};
+
+pub async fn exchange(
+    app: &App,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = params.required("refresh_token")?;
+    let requested =
+        match params.single("scope")? {
+            Some(text) => Some(Scope::parse(text).map_err(|bad| {
+                OAuthError::invalid_scope(format!("`{bad}` is not a valid scope"))
+            })?),
+            None => None,
+        };
+    let now = app.now();
+    let token_hash = refresh_token::hash(presented);
+    let consumed = app
+        .store()
+        .run(move |s| s.consume_refresh_token(&token_hash, now))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let record = match consumed {
+        Consumed::Unknown => return Err(invalid()),
+        Consumed::Reused(record) => {
+            if record.revoked_at.is_none() {
+                tracing::warn!(client_id = %record.client_id, grant_id = %record.grant_id, "refresh token reused; family revoked");
+            }
+            let until = now + i64::try_from(app.settings().access_token_ttl).unwrap_or(3600);
+            let grant_id = record.grant_id.clone();
+            app.store()
+                .run(move |s| s.revoke_grant(&grant_id, now, until))
+                .await
+                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+            return Err(invalid());
+        }
+        Consumed::Fresh(record) => record,
+    };
+    if record.client_id != client.id || now >= record.expires_at {
+        return Err(invalid());
+    }
+    // RFC 6749 §6: the scope may be narrowed, never widened.
+    let granted: Vec<String> = record
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let scope = match requested {
+        Some(scope) if !scope.is_empty() => {
+            if let Some(extra) = scope.excess_over(&granted).first() {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope `{extra}` was not granted originally"
+                )));
+            }
+            scope.to_string()
+        }
+        _ => record.scope.clone(),
+    };
+    let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
+    issue_for_user(
+        app,
+        client,
+        UserGrant {
+            user_id: &record.user_id,
+            grant_id: &record.grant_id,
+            scope: &scope,
+            audience: &record.audience,
+            auth_time: record.auth_time,
+            nonce: None,
+            jti: &jti,
+        },
+    )
+    .await
+}

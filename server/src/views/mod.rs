@@ -1,0 +1,69 @@
+//! The browser pages (askama templates in `templates/`).
+
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub csrf_token: String,
+    pub request_id: String,
+    pub username: String,
+    pub error: Option<String>,
+    pub client_name: Option<String>,
+}
+
+pub struct ScopeView {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub csrf_token: String,
+    pub request_id: String,
+    pub client_name: String,
+    pub username: String,
+    pub scopes: Vec<ScopeView>,
+    pub audience: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage {
+    pub csrf_token: String,
+    pub client_name: Option<String>,
+    pub id_token_hint: String,
+    pub post_logout_redirect_uri: String,
+    pub state: String,
+    pub client_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+pub struct LoggedOutPage {
+    pub client_name: Option<String>,
+}
+
+/// Plain-words descriptions of the scopes people are asked to consent to.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Sign you in with your Portcullis account".into(),
+        "profile" => "See your name and username".into(),
+        "email" => "See your email address".into(),
+        "offline_access" => "Stay connected when you are not using the app".into(),
+        other => match other.split_once(':') {
+            Some((resource, "read")) => format!("Read your {resource}"),
+            Some((resource, "write")) => format!("Change your {resource}"),
+            Some((resource, "invoke")) => format!("Use {resource} on your behalf"),
+            _ => format!("Use the “{other}” permission"),
+        },
+    }
+}
