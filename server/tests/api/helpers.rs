@@ -261,3 +261,137 @@ pub async fn error_of(response: reqwest::Response) -> (u16, String) {
             .to_string(),
     )
 }
+
+/// A browser-like HTTP client: a cookie jar, redirects followed by hand.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden field {name} in page:\n{html}"))
+        + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_string()
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+        }
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_string()
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(self.absolute(url)).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.absolute(url))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows an authorization request through sign-in and consent to the redirect back to
+    /// the client; returns that redirect URL.
+    pub async fn authorize(&self, auth_url: &str, username: &str, password: &str) -> url::Url {
+        let mut response = self.get(auth_url).await;
+        loop {
+            let status = response.status().as_u16();
+            if status == 303 || status == 302 {
+                let location = response.headers()["location"].to_str().unwrap().to_string();
+                if !location.starts_with('/') && !location.starts_with(&self.base) {
+                    return url::Url::parse(&location).unwrap();
+                }
+                response = self.get(&location).await;
+                continue;
+            }
+            assert_eq!(status, 200, "unexpected status {status}");
+            let html = response.text().await.unwrap();
+            let csrf = hidden_field(&html, "csrf_token");
+            let request = hidden_field(&html, "request");
+            response = if html.contains("name=\"password\"") {
+                self.post_form(
+                    "/login",
+                    &[
+                        ("csrf_token", &csrf),
+                        ("request", &request),
+                        ("username", username),
+                        ("password", password),
+                    ],
+                )
+                .await
+            } else {
+                self.post_form(
+                    "/consent",
+                    &[
+                        ("csrf_token", &csrf),
+                        ("request", &request),
+                        ("decision", "allow"),
+                    ],
+                )
+                .await
+            };
+            let status = response.status().as_u16();
+            assert!(
+                status == 303,
+                "form POST answered {status}: {}",
+                response.text().await.unwrap()
+            );
+        }
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const WEB_CALLBACK: &str = "http://127.0.0.1:9/callback";
+
+impl TestApp {
+    /// Creates a user with a password and roles; returns the subject id.
+    pub fn user(&self, username: &str, roles: &[&str]) -> String {
+        self.app
+            .users()
+            .create(&portcullis::users::NewUser {
+                username: username.into(),
+                email: format!("{username}@example.test"),
+                name: format!("{username} Example"),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                password: PASSWORD.into(),
+            })
+            .unwrap()
+            .id
+    }
+
+    /// A confidential web app using the code flow with refresh tokens.
+    pub fn web_client(&self, id: &str) -> String {
+        self.create_client(NewClient {
+            id: id.into(),
+            name: "Notebook Web App".into(),
+            secret: SecretChoice::Generate,
+            auth_method: None,
+            grant_types: vec!["authorization_code refresh_token".into()],
+            scopes: vec!["openid profile email offline_access models:read".into()],
+            audiences: vec![API.into()],
+            redirect_uris: vec![WEB_CALLBACK.into()],
+            post_logout_redirect_uris: vec!["http://127.0.0.1:9/signed-out".into()],
+        })
+    }
+}

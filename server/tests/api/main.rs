@@ -3,9 +3,12 @@
 
 mod helpers;
 
+mod browser;
 mod cli;
 mod client_credentials;
 mod discovery;
 mod jwks;
+mod people;
+mod people_errors;
 mod rotation;
 mod storage;

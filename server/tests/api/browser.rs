@@ -1,0 +1,205 @@
+//! A real Chromium (Debian's `chromium` + `chromium-driver`) through login → consent → callback.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use openidconnect::PkceCodeChallenge;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Db, PASSWORD};
+use crate::people::urlencode;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(variable: &str, default: &str) -> Option<String> {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_string());
+    std::path::Path::new(&path).exists().then_some(path)
+}
+
+/// A callback endpoint for the browser to land on: answers 200 to every request.
+fn callback_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body = "<!doctype html><title>Callback</title><p>Signed in.</p>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_consents_and_returns_with_a_code() {
+    // fantoccini's rustls needs a process-wide crypto provider; ring is the one in the tree.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let (Some(chromium), Some(chromedriver)) = (
+        tool("PORTCULLIS_TEST_CHROMIUM", "/usr/bin/chromium"),
+        tool("PORTCULLIS_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ) else {
+        assert!(!in_ci, "CI=true but Chromium or ChromeDriver is missing");
+        eprintln!("skipping browser test: install chromium and chromium-driver");
+        return;
+    };
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let callback_port = callback_server();
+    let callback = format!("http://127.0.0.1:{callback_port}/callback");
+    app.create_client(portcullis::clients::NewClient {
+        id: "spa".into(),
+        name: "Model Playground".into(),
+        secret: portcullis::clients::SecretChoice::Public,
+        auth_method: None,
+        grant_types: vec!["authorization_code".into()],
+        scopes: vec!["openid profile email".into()],
+        audiences: vec![],
+        redirect_uris: vec![callback.clone()],
+        post_logout_redirect_uris: vec![],
+    });
+    app.user("grace", &["user"]);
+
+    let driver_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities: serde_json::Map<String, Value> = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-quic", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    })
+    .as_object()
+    .unwrap()
+    .clone();
+    let mut browser = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(client) => {
+                browser = Some(client);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let browser = browser.expect("a WebDriver session");
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = app.url(&format!(
+        "/authorize?client_id=spa&redirect_uri={}&response_type=code&scope=openid%20profile&state=st4te&nonce=n0nce&code_challenge={}&code_challenge_method=S256",
+        urlencode(&callback),
+        challenge.as_str()
+    ));
+    browser.goto(&url).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("grace")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let allow = browser
+        .wait()
+        .for_element(Locator::Id("allow"))
+        .await
+        .unwrap();
+    let consent_text = browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(consent_text.contains("Model Playground"), "{consent_text}");
+    allow.click().await.unwrap();
+    let mut landed = String::new();
+    for _ in 0..50 {
+        landed = browser.current_url().await.unwrap().to_string();
+        if landed.starts_with(&callback) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.close().await.unwrap();
+    assert!(
+        landed.starts_with(&callback),
+        "the browser returned to the client: {landed}"
+    );
+    let landed = url::Url::parse(&landed).unwrap();
+    let query: std::collections::HashMap<String, String> =
+        landed.query_pairs().into_owned().collect();
+    assert_eq!(query.get("state").map(String::as_str), Some("st4te"));
+    assert_eq!(query.get("iss"), Some(&app.address));
+    // The public client redeems the code with its PKCE verifier.
+    let response = app
+        .http
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", &query["code"]),
+            ("redirect_uri", &callback),
+            ("code_verifier", verifier.secret()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["id_token"].is_string() && body["access_token"].is_string());
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no refresh_token grant registered"
+    );
+}
