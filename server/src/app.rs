@@ -4,13 +4,14 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use crate::authorization::AuthorizationService;
 use crate::clients::ClientRegistry;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::jose::kek::KeyEncryptionKey;
 use crate::jose::keyring::{KeyringManager, RotationPolicy};
 use crate::secrets::SecretHasher;
-use crate::store::cluster_state::{CLIENTS, KEYRING};
+use crate::store::cluster_state::{AUTHORIZATION, CLIENTS, KEYRING};
 use crate::store::Store;
 use crate::users::{PasswordPolicy, UserService};
 
@@ -27,10 +28,17 @@ struct Inner {
     store: Store,
     clients: ClientRegistry,
     users: UserService,
+    authorization: AuthorizationService,
     keyring: KeyringManager,
     kek: Arc<KeyEncryptionKey>,
     clock: SharedClock,
     clients_generation: AtomicI64,
+    authorization_generation: AtomicI64,
+}
+
+/// The audience of access tokens for the admin API.
+pub fn admin_audience(settings: &Settings) -> String {
+    format!("{}/admin/v1", settings.issuer)
 }
 
 /// The pieces every command needs: the store and the KEK.
@@ -61,6 +69,15 @@ impl Foundation {
             SecretHasher::new(&self.kek.derive(CLIENT_SECRET_PURPOSE)),
             clock,
         )
+    }
+
+    pub fn authorization(
+        &self,
+        settings: &Settings,
+        clock: SharedClock,
+    ) -> Result<AuthorizationService, String> {
+        AuthorizationService::open(self.store.clone(), clock, admin_audience(settings))
+            .map_err(|e| e.to_string())
     }
 
     pub fn users(&self, settings: &Settings, clock: SharedClock) -> Result<UserService, String> {
@@ -94,6 +111,11 @@ impl App {
         let keyring = foundation.keyring(&settings, clock.clone())?;
         let clients = foundation.client_registry(clock.clone());
         let users = foundation.users(&settings, clock.clone())?;
+        let authorization = foundation.authorization(&settings, clock.clone())?;
+        let authorization_generation = foundation
+            .store
+            .generation(AUTHORIZATION)
+            .map_err(|e| e.to_string())?;
         let clients_generation = foundation
             .store
             .generation(CLIENTS)
@@ -104,10 +126,12 @@ impl App {
                 store: foundation.store,
                 clients,
                 users,
+                authorization,
                 keyring,
                 kek: foundation.kek,
                 clock,
                 clients_generation: AtomicI64::new(clients_generation),
+                authorization_generation: AtomicI64::new(authorization_generation),
             }),
         })
     }
@@ -122,6 +146,10 @@ impl App {
 
     pub fn clients(&self) -> &ClientRegistry {
         &self.inner.clients
+    }
+
+    pub fn authorization(&self) -> &AuthorizationService {
+        &self.inner.authorization
     }
 
     pub fn users(&self) -> &UserService {
@@ -169,6 +197,18 @@ impl App {
                     != generation
             {
                 self.inner.clients.invalidate();
+            }
+            if name == AUTHORIZATION {
+                let seen = self
+                    .inner
+                    .authorization_generation
+                    .swap(generation, Ordering::SeqCst);
+                if seen != generation {
+                    self.inner
+                        .authorization
+                        .reload()
+                        .map_err(|e| e.to_string())?;
+                }
             }
             if name == KEYRING && generation != self.inner.keyring.current().generation {
                 self.inner

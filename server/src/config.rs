@@ -33,6 +33,10 @@ pub struct Settings {
     pub access_token_signing_alg: Algorithm,
     #[serde(deserialize_with = "seconds")]
     pub access_token_ttl: u64,
+    /// Upper bound for per-resource access-token lifetimes (and so for how long a retired
+    /// signing key stays published).
+    #[serde(deserialize_with = "seconds")]
+    pub max_access_token_ttl: u64,
     #[serde(deserialize_with = "seconds")]
     pub key_rotation_period: u64,
     /// `Cache-Control: max-age` of the JWKS; also how long a new key is published before it signs.
@@ -86,6 +90,7 @@ impl Default for Settings {
             key_encryption_key_file: PathBuf::from("keys/key-encryption-key"),
             access_token_signing_alg: Algorithm::Es256,
             access_token_ttl: 900,
+            max_access_token_ttl: 3600,
             key_rotation_period: 30 * 24 * 3600,
             jwks_max_age: 300,
             keyring_poll_interval: 10,
@@ -204,6 +209,7 @@ impl Settings {
             ("key_rotation_period", self.key_rotation_period),
             ("keyring_poll_interval", self.keyring_poll_interval),
             ("session_ttl", self.session_ttl),
+            ("max_access_token_ttl", self.max_access_token_ttl),
             ("authorization_code_ttl", self.authorization_code_ttl),
             ("id_token_ttl", self.id_token_ttl),
             ("refresh_token_ttl", self.refresh_token_ttl),
@@ -213,6 +219,11 @@ impl Settings {
                     "setting `{name}`: must be at least 1 second"
                 )));
             }
+        }
+        if self.access_token_ttl > self.max_access_token_ttl {
+            return Err(ConfigError(
+                "setting `access_token_ttl`: larger than `max_access_token_ttl`".into(),
+            ));
         }
         if self.authorization_code_ttl > 600 {
             return Err(ConfigError(
@@ -224,7 +235,9 @@ impl Settings {
 
     /// The longest lifetime of any token a signing key may have signed.
     pub fn max_token_ttl(&self) -> u64 {
-        self.access_token_ttl.max(self.id_token_ttl)
+        self.access_token_ttl
+            .max(self.id_token_ttl)
+            .max(self.max_access_token_ttl)
     }
 
     pub fn issuer_is_https(&self) -> bool {

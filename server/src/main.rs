@@ -41,6 +41,12 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage roles and who holds them.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Manage API resources (token audiences) and their scopes.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -88,6 +94,12 @@ struct CreateClient {
     post_logout_redirect_uris: Vec<String>,
     #[arg(long)]
     token_endpoint_auth_method: Option<String>,
+    /// Roles the client itself holds (permissions for client credentials).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// A JWKS file with the client's public keys (selects private_key_jwt).
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +145,76 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum RoleCommand {
+    /// Create a role granting scopes (permissions).
+    Create {
+        name: String,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Replace the scopes a role grants.
+    Update {
+        name: String,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List roles as JSON.
+    List,
+    /// Delete a custom role.
+    Delete { name: String },
+    /// Grant a role to a user or a client.
+    Grant {
+        name: String,
+        #[command(flatten)]
+        holder: HolderArgs,
+    },
+    /// Revoke a role from a user or a client.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        holder: HolderArgs,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct HolderArgs {
+    /// A username.
+    #[arg(long)]
+    user: Option<String>,
+    /// A client id.
+    #[arg(long)]
+    client: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ResourceCommand {
+    /// Register an API resource: the audience tokens are issued for, and its scopes.
+    Create {
+        #[arg(long)]
+        audience: String,
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Access-token lifetime for this audience, in seconds.
+        #[arg(long)]
+        access_token_ttl: Option<i64>,
+        #[arg(long)]
+        signing_alg: Option<String>,
+    },
+    /// List resources as JSON.
+    List,
+    /// Delete a resource.
+    Delete {
+        #[arg(long)]
+        audience: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Show each signing key's state and dates.
     List {
@@ -155,6 +237,8 @@ fn main() -> ExitCode {
         Command::Migrate => Foundation::open(&settings).map(|_| println!("migrations applied")),
         Command::Client(command) => client(settings, command),
         Command::User(command) => user(settings, command),
+        Command::Role(command) => role(settings, command),
+        Command::Resource(command) => resource(settings, command),
         Command::Keys(command) => keys(settings, command),
         Command::Healthcheck => healthcheck(&settings),
     };
@@ -213,6 +297,21 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                 args.secret
                     .map_or(SecretChoice::Generate, SecretChoice::Supplied)
             };
+            let jwks = match &args.jwks_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("--jwks-file {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let model = foundation.authorization(&settings, clock())?.model();
+            for role in args.roles.iter().flat_map(|r| r.split_whitespace()) {
+                if !model.role_exists(role) {
+                    return Err(format!(
+                        "roles: no role {role} (create it with `portcullis role create`)"
+                    ));
+                }
+            }
             let created = registry
                 .create(&NewClient {
                     id: args.id,
@@ -224,6 +323,8 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     audiences: args.audiences,
                     redirect_uris: args.redirect_uris,
                     post_logout_redirect_uris: args.post_logout_redirect_uris,
+                    roles: args.roles,
+                    jwks,
                 })
                 .map_err(|e| e.to_string())?;
             print_json(&created)
@@ -255,6 +356,14 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
             roles,
             password_stdin: _,
         } => {
+            let model = foundation.authorization(&settings, clock())?.model();
+            for role in roles.iter().flat_map(|r| r.split_whitespace()) {
+                if !model.role_exists(role) {
+                    return Err(format!(
+                        "roles: no role {role} (create it with `portcullis role create`)"
+                    ));
+                }
+            }
             let password = read_password()?;
             let user = users
                 .create(&NewUser {
@@ -290,6 +399,88 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
                 .set_disabled(&username, false)
                 .map_err(|e| e.to_string())?;
             print_json(&serde_json::json!({ "enabled": username }))
+        }
+    }
+}
+
+fn role(settings: Settings, command: RoleCommand) -> Result<(), String> {
+    use portcullis::authorization::Holder;
+    let foundation = Foundation::open(&settings)?;
+    let authorization = foundation.authorization(&settings, clock())?;
+    let holder = |h: HolderArgs| match (h.user, h.client) {
+        (Some(user), _) => Holder::User(user),
+        (None, Some(client)) => Holder::Client(client),
+        (None, None) => Holder::User(String::new()),
+    };
+    let text = |e: portcullis::authorization::AuthorizationError| e.to_string();
+    match command {
+        RoleCommand::Create {
+            name,
+            scopes,
+            description,
+        } => print_json(
+            &authorization
+                .create_role(&name, &description, &scopes)
+                .map_err(text)?,
+        ),
+        RoleCommand::Update { name, scopes } => {
+            authorization
+                .set_role_scopes(&name, &scopes)
+                .map_err(text)?;
+            print_json(&serde_json::json!({ "updated": name }))
+        }
+        RoleCommand::List => print_json(&authorization.list_roles().map_err(text)?),
+        RoleCommand::Delete { name } => {
+            authorization.delete_role(&name).map_err(text)?;
+            print_json(&serde_json::json!({ "deleted": name }))
+        }
+        RoleCommand::Grant { name, holder: h } => {
+            let registry = foundation.client_registry(clock());
+            let roles = authorization
+                .set_holder(&name, &holder(h), true, &registry)
+                .map_err(text)?;
+            print_json(&serde_json::json!({ "roles": roles }))
+        }
+        RoleCommand::Revoke { name, holder: h } => {
+            let registry = foundation.client_registry(clock());
+            let roles = authorization
+                .set_holder(&name, &holder(h), false, &registry)
+                .map_err(text)?;
+            print_json(&serde_json::json!({ "roles": roles }))
+        }
+    }
+}
+
+fn resource(settings: Settings, command: ResourceCommand) -> Result<(), String> {
+    let foundation = Foundation::open(&settings)?;
+    let authorization = foundation.authorization(&settings, clock())?;
+    let text = |e: portcullis::authorization::AuthorizationError| e.to_string();
+    match command {
+        ResourceCommand::Create {
+            audience,
+            scopes,
+            name,
+            access_token_ttl,
+            signing_alg,
+        } => {
+            let max = i64::try_from(settings.max_access_token_ttl).unwrap_or(i64::MAX);
+            print_json(
+                &authorization
+                    .create_resource(
+                        &audience,
+                        name.as_deref(),
+                        &scopes,
+                        access_token_ttl,
+                        signing_alg.as_deref(),
+                        max,
+                    )
+                    .map_err(text)?,
+            )
+        }
+        ResourceCommand::List => print_json(&authorization.list_resources().map_err(text)?),
+        ResourceCommand::Delete { audience } => {
+            authorization.delete_resource(&audience).map_err(text)?;
+            print_json(&serde_json::json!({ "deleted": audience }))
         }
     }
 }

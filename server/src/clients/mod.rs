@@ -19,6 +19,8 @@ use crate::store::{Store, StoreError};
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2: a JWT signed with one of the client's registered keys.
+    PrivateKeyJwt,
     None,
 }
 
@@ -27,6 +29,7 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
         }
     }
@@ -35,6 +38,7 @@ impl AuthMethod {
         match text {
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
             "none" => Some(AuthMethod::None),
             _ => None,
         }
@@ -86,6 +90,11 @@ pub struct Client {
     pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Roles held by the client itself (its permissions for client credentials).
+    pub roles: Vec<String>,
+    /// Public keys for `private_key_jwt` (a JWKS document).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -120,6 +129,9 @@ pub struct NewClient {
     pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    pub roles: Vec<String>,
+    /// A JWKS document with the client's public keys (`private_key_jwt`).
+    pub jwks: Option<String>,
 }
 
 #[derive(Debug)]
@@ -201,11 +213,12 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
     }
     let auth_method = match new.auth_method.as_deref() {
         None if public => AuthMethod::None,
+        None if new.jwks.is_some() => AuthMethod::PrivateKeyJwt,
         None => AuthMethod::ClientSecretBasic,
         Some(text) => AuthMethod::parse(text).ok_or_else(|| {
             invalid(
                 "token_endpoint_auth_method",
-                format!("`{text}` is not one of client_secret_basic, client_secret_post, none"),
+                format!("`{text}` is not one of client_secret_basic, client_secret_post, private_key_jwt, none"),
             )
         })?,
     };
@@ -213,6 +226,24 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         return Err(invalid(
             "token_endpoint_auth_method",
             "`none` is for public clients (--public) only, and public clients must use `none`",
+        ));
+    }
+    let jwks = match (&new.jwks, auth_method) {
+        (Some(text), AuthMethod::PrivateKeyJwt) => Some(validate_jwks(text)?),
+        (None, AuthMethod::PrivateKeyJwt) => {
+            return Err(invalid(
+                "jwks",
+                "private_key_jwt needs the client's public keys (--jwks-file)",
+            ))
+        }
+        (Some(_), _) => return Err(invalid("jwks", "keys are only used with private_key_jwt")),
+        (None, _) => None,
+    };
+    let roles = split_values(&new.roles);
+    if let Some(bad) = roles.iter().find(|r| !is_scope_token(r)) {
+        return Err(invalid(
+            "roles",
+            format!("`{bad}` is not a valid role name"),
         ));
     }
     let grant_types = split_values(&new.grant_types)
@@ -276,9 +307,33 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         audiences,
         redirect_uris,
         post_logout_redirect_uris,
+        roles,
+        jwks,
         created_at: now,
         updated_at: now,
     })
+}
+
+/// A JWKS (RFC 7517 §5) whose every key can verify ES256 or RS256 and holds no private part.
+fn validate_jwks(text: &str) -> Result<String, RegistryError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| invalid("jwks", format!("not JSON: {e}")))?;
+    let keys = value
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| invalid("jwks", "expected {\"keys\": [ … ]} with at least one key"))?;
+    for key in keys {
+        let map = key
+            .as_object()
+            .ok_or_else(|| invalid("jwks", "a key is not an object"))?;
+        if ["d", "p", "q", "k"].iter().any(|m| map.contains_key(*m)) {
+            return Err(invalid("jwks", "register public keys only"));
+        }
+        crate::jose::keys::Verifier::from_jwk(map)
+            .map_err(|e| invalid("jwks", format!("unusable key: {e}")))?;
+    }
+    Ok(value.to_string())
 }
 
 /// Client records for the request path: read through an in-memory cache that is cleared on
@@ -343,6 +398,17 @@ impl ClientRegistry {
         Ok(self.store.list_clients()?)
     }
 
+    /// Replaces a client's roles (roles must exist: the caller checks).
+    pub fn set_roles(&self, id: &str, roles: &[String]) -> Result<(), RegistryError> {
+        let updated = self.store.set_client_roles(id, roles, self.clock.now())?;
+        self.invalidate();
+        if updated {
+            Ok(())
+        } else {
+            Err(RegistryError::NotFound(id.to_string()))
+        }
+    }
+
     pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
         let deleted = self.store.delete_client(id)?;
         self.invalidate();
@@ -397,6 +463,8 @@ mod tests {
             audiences: vec!["https://api.example.com".into()],
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
+            roles: vec![],
+            jwks: None,
         }
     }
 

@@ -101,7 +101,56 @@ pub fn thumbprint(jwk: &Value) -> Result<String, String> {
 /// whose RSA is about 2.5 times faster than ring's on this hardware (docs/performance.md).
 pub enum Signer {
     Es256(EcdsaKeyPair),
-    Rs256(openssl::pkey::PKey<openssl::pkey::Private>),
+    Rs256(RsaSigner),
+}
+
+/// An RSA key for OpenSSL. OpenSSL's RSA blinding belongs to the thread that first used the
+/// key; other threads pay for a fresh blinding on every signature. Each worker thread
+/// therefore parses its own copy.
+pub struct RsaSigner {
+    der: Vec<u8>,
+    id: u64,
+}
+
+type PrivateKey = openssl::pkey::PKey<openssl::pkey::Private>;
+
+thread_local! {
+    static RSA_KEYS: std::cell::RefCell<Vec<(u64, PrivateKey)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_RSA_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl RsaSigner {
+    fn new(der: &[u8]) -> Result<RsaSigner, String> {
+        PrivateKey::private_key_from_der(der).map_err(|e| format!("RS256 key rejected: {e}"))?;
+        Ok(RsaSigner {
+            der: der.to_vec(),
+            id: NEXT_RSA_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    fn sign(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+        RSA_KEYS.with(|cell| {
+            let mut keys = cell.borrow_mut();
+            let index = match keys.iter().position(|(id, _)| *id == self.id) {
+                Some(i) => i,
+                None => {
+                    let key = PrivateKey::private_key_from_der(&self.der)
+                        .map_err(|e| format!("RS256 key rejected: {e}"))?;
+                    // Few keys sign at once (one active per algorithm); forget old ones.
+                    if keys.len() >= 4 {
+                        keys.remove(0);
+                    }
+                    keys.push((self.id, key));
+                    keys.len() - 1
+                }
+            };
+            let (_, key) = keys.get(index).ok_or("RS256 key cache")?;
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key)
+                .and_then(|mut signer| signer.sign_oneshot_to_vec(input))
+                .map_err(|_| "RS256 signing failed".to_string())
+        })
+    }
 }
 
 impl Signer {
@@ -119,9 +168,7 @@ impl Signer {
                 RsaKeyPair::from_pkcs8(der)
                     .or_else(|_| RsaKeyPair::from_der(der))
                     .map_err(|e| format!("RS256 key rejected: {e}"))?;
-                openssl::pkey::PKey::private_key_from_der(der)
-                    .map(Signer::Rs256)
-                    .map_err(|e| format!("RS256 key rejected: {e}"))
+                RsaSigner::new(der).map(Signer::Rs256)
             }
         }
     }
@@ -133,12 +180,7 @@ impl Signer {
                 .sign(rng, input)
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| "ES256 signing failed".to_string()),
-            Signer::Rs256(key) => {
-                let _ = rng;
-                openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key)
-                    .and_then(|mut signer| signer.sign_oneshot_to_vec(input))
-                    .map_err(|_| "RS256 signing failed".to_string())
-            }
+            Signer::Rs256(key) => key.sign(input),
         }
     }
 }

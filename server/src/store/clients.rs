@@ -21,6 +21,8 @@ struct ClientRow {
     post_logout_redirect_uris: String,
     created_at: i64,
     updated_at: i64,
+    roles: String,
+    jwks: Option<String>,
 }
 
 impl ClientRow {
@@ -42,6 +44,8 @@ impl ClientRow {
             post_logout_redirect_uris: encode_list(&client.post_logout_redirect_uris),
             created_at: client.created_at,
             updated_at: client.updated_at,
+            roles: encode_list(&client.roles),
+            jwks: client.jwks.clone(),
         }
     }
 
@@ -67,6 +71,8 @@ impl ClientRow {
                 "post_logout_redirect_uris",
                 &self.post_logout_redirect_uris,
             )?,
+            roles: decode_list("roles", &self.roles)?,
+            jwks: self.jwks,
             id: self.id,
             name: self.name,
             secret_hash: self.secret_hash,
@@ -131,6 +137,30 @@ impl Store {
                 cluster_state::bump(conn, CLIENTS)?;
             }
             Ok(deleted > 0)
+        })
+    }
+}
+
+impl Store {
+    /// Replaces a client's roles; false when there is no such client.
+    pub fn set_client_roles(
+        &self,
+        id: &str,
+        roles: &[String],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let updated = diesel::update(clients::table.filter(clients::id.eq(id)))
+                .set((
+                    clients::roles.eq(encode_list(roles)),
+                    clients::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            if updated > 0 {
+                cluster_state::bump(conn, CLIENTS)?;
+            }
+            Ok(updated > 0)
         })
     }
 }

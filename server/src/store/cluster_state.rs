@@ -8,6 +8,7 @@ use super::{Store, StoreError};
 
 pub const KEYRING: &str = "keyring";
 pub const CLIENTS: &str = "clients";
+pub const AUTHORIZATION: &str = "authorization";
 
 impl Store {
     pub fn generations(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -13,6 +13,8 @@ diesel::table! {
         post_logout_redirect_uris -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        roles -> Text,
+        jwks -> Nullable<Text>,
     }
 }
 
@@ -100,5 +102,46 @@ diesel::table! {
     revoked_access_tokens (jti) {
         jti -> Text,
         expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        description -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_resources (audience) {
+        audience -> Text,
+        name -> Text,
+        scopes -> Text,
+        access_token_ttl -> Nullable<BigInt>,
+        signing_alg -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_assertion_jtis (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        kind -> Text,
+        client_id -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        details -> Text,
     }
 }

@@ -72,6 +72,8 @@ async fn chromium_signs_in_consents_and_returns_with_a_code() {
         audiences: vec![],
         redirect_uris: vec![callback.clone()],
         post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
     });
     app.user("grace", &["user"]);
 

@@ -100,6 +100,8 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         audiences: vec![API.into()],
         redirect_uris: vec![],
         post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
     });
     assert!(secret.is_empty(), "a supplied secret is not echoed");
     let client = BasicClient::new(ClientId::new("poster".into()))
@@ -159,6 +161,8 @@ async fn every_token_endpoint_error_is_an_rfc6749_json_error(db: Db) {
         audiences: vec![],
         redirect_uris: vec!["https://app.example.test/cb".into()],
         post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
     });
     let basic = Some(("svc", secret.as_str()));
     let cc = ("grant_type", "client_credentials");

@@ -179,6 +179,8 @@ impl TestApp {
             audiences: vec![API.into(), "https://other.example.test".into()],
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
+            roles: vec![],
+            jwks: None,
         })
     }
 
@@ -392,6 +394,8 @@ impl TestApp {
             audiences: vec![API.into()],
             redirect_uris: vec![WEB_CALLBACK.into()],
             post_logout_redirect_uris: vec!["http://127.0.0.1:9/signed-out".into()],
+            roles: vec![],
+            jwks: None,
         })
     }
 }

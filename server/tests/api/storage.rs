@@ -25,6 +25,8 @@ fn sample_client(id: &str) -> Client {
         audiences: vec!["https://x.example".into()],
         redirect_uris: vec!["https://app.example/cb?x=1".into()],
         post_logout_redirect_uris: vec![],
+        roles: vec!["admin".into()],
+        jwks: None,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
     }

@@ -12,7 +12,7 @@ use crate::tokens::{new_jti, TokenResponse};
 /// RFC 6749 §4.4.2–4.4.3: the scope must be within the client's registered scopes (none
 /// requested: all of them); the token is issued to the client itself (`sub` = client id).
 pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
-    let requested = match params.single("scope")? {
+    let requested: Scope = match params.single("scope")? {
         Some(text) => Scope::parse(text)
             .map_err(|bad| OAuthError::invalid_scope(format!("`{bad}` is not a valid scope")))?,
         None => Scope::default(),
@@ -26,14 +26,28 @@ pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResp
                 "scope `{first}` is not allowed for this client"
             )));
         }
-        requested
+        requested.clone()
     };
     let audience = resolve_audience(app, client, params)?;
+    // RBAC: resource scopes also need one of the client's roles.
+    let model = app.authorization().model();
+    let effective = model.effective_scope(scope.tokens(), &client.roles, &audience);
+    if effective.is_empty() && !requested.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "none of the requested scopes is permitted for this client and resource",
+        ));
+    }
     let settings = app.settings();
     let now = app.now();
-    let ttl = i64::try_from(settings.access_token_ttl).unwrap_or(3600);
+    let resource = model.resource(&audience);
+    let ttl = resource
+        .and_then(|r| r.access_token_ttl)
+        .unwrap_or_else(|| i64::try_from(settings.access_token_ttl).unwrap_or(3600));
+    let alg = resource
+        .and_then(|r| r.signing_alg)
+        .unwrap_or(settings.access_token_signing_alg);
     let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
-    let scope_text = scope.to_string();
+    let scope_text = effective.join(" ");
     let claims = AccessTokenClaims {
         iss: &settings.issuer,
         sub: &client.id,
@@ -44,13 +58,9 @@ pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResp
         client_id: &client.id,
         scope: &scope_text,
         auth_time: None,
-        roles: None,
+        roles: Some(&client.roles),
     };
-    let access_token = access_token::sign(
-        &app.keyring().current(),
-        settings.access_token_signing_alg,
-        &claims,
-    )?;
+    let access_token = access_token::sign(&app.keyring().current(), alg, &claims)?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",

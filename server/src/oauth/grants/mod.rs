@@ -106,11 +106,28 @@ pub async fn issue_for_user(
         .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists or is disabled"))?;
     let settings = app.settings();
     let now = app.now();
-    let ttl = i64::try_from(settings.access_token_ttl).unwrap_or(3600);
+    // RBAC with the user's roles as they are now (a revoked role narrows the next refresh).
+    let model = app.authorization().model();
+    let candidates: Vec<String> = grant
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let scope_text = model
+        .effective_scope(&candidates, &user.roles, grant.audience)
+        .join(" ");
+    let resource = model.resource(grant.audience);
+    let ttl = resource
+        .and_then(|r| r.access_token_ttl)
+        .unwrap_or_else(|| i64::try_from(settings.access_token_ttl).unwrap_or(3600));
+    let alg = resource
+        .and_then(|r| r.signing_alg)
+        .unwrap_or(settings.access_token_signing_alg);
     let keyring = app.keyring().current();
     let access_token = access_token::sign(
         &keyring,
-        settings.access_token_signing_alg,
+        alg,
         &AccessTokenClaims {
             iss: &settings.issuer,
             sub: &user.id,
@@ -119,12 +136,12 @@ pub async fn issue_for_user(
             iat: now,
             jti: grant.jti,
             client_id: &client.id,
-            scope: grant.scope,
+            scope: &scope_text,
             auth_time: Some(grant.auth_time),
             roles: Some(&user.roles),
         },
     )?;
-    let scopes: Vec<&str> = grant.scope.split(' ').collect();
+    let scopes: Vec<&str> = scope_text.split(' ').collect();
     let id_token = if scopes.contains(&"openid") {
         Some(id_token::sign(
             &keyring,
@@ -172,7 +189,7 @@ pub async fn issue_for_user(
         access_token,
         token_type: "Bearer",
         expires_in: ttl,
-        scope: grant.scope.to_string(),
+        scope: scope_text,
         refresh_token,
         id_token,
     })
