@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use crate::audit::Audit;
 use crate::authorization::AuthorizationService;
 use crate::clients::ClientRegistry;
 use crate::clock::SharedClock;
@@ -13,6 +14,7 @@ use crate::jose::keyring::{KeyringManager, RotationPolicy};
 use crate::secrets::SecretHasher;
 use crate::store::cluster_state::{AUTHORIZATION, CLIENTS, KEYRING};
 use crate::store::Store;
+use crate::tokens::deny_list::DenyList;
 use crate::users::{PasswordPolicy, UserService};
 
 /// Purpose string for the client-secret hashing key derived from the KEK.
@@ -29,11 +31,14 @@ struct Inner {
     clients: ClientRegistry,
     users: UserService,
     authorization: AuthorizationService,
+    audit: Audit,
     keyring: KeyringManager,
     kek: Arc<KeyEncryptionKey>,
     clock: SharedClock,
     clients_generation: AtomicI64,
     authorization_generation: AtomicI64,
+    /// Set at start when Redis is configured; the database otherwise.
+    redis_deny_list: std::sync::OnceLock<DenyList>,
 }
 
 /// The audience of access tokens for the admin API.
@@ -112,6 +117,7 @@ impl App {
         let clients = foundation.client_registry(clock.clone());
         let users = foundation.users(&settings, clock.clone())?;
         let authorization = foundation.authorization(&settings, clock.clone())?;
+        let audit = Audit::start(foundation.store.clone(), clock.clone());
         let authorization_generation = foundation
             .store
             .generation(AUTHORIZATION)
@@ -127,11 +133,13 @@ impl App {
                 clients,
                 users,
                 authorization,
+                audit,
                 keyring,
                 kek: foundation.kek,
                 clock,
                 clients_generation: AtomicI64::new(clients_generation),
                 authorization_generation: AtomicI64::new(authorization_generation),
+                redis_deny_list: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -150,6 +158,10 @@ impl App {
 
     pub fn authorization(&self) -> &AuthorizationService {
         &self.inner.authorization
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.inner.audit
     }
 
     pub fn users(&self) -> &UserService {
@@ -178,6 +190,36 @@ impl App {
 
     pub fn keyring(&self) -> &KeyringManager {
         &self.inner.keyring
+    }
+
+    /// Where revoked access tokens are recorded.
+    pub fn deny_list(&self) -> DenyList {
+        self.inner
+            .redis_deny_list
+            .get()
+            .cloned()
+            .unwrap_or_else(|| DenyList::Database(self.inner.store.clone()))
+    }
+
+    pub fn use_deny_list(&self, deny_list: DenyList) {
+        let _ = self.inner.redis_deny_list.set(deny_list);
+    }
+
+    /// Revokes a grant: its refresh tokens, and its access tokens until they expire.
+    pub async fn revoke_grant(&self, grant_id: &str) -> Result<(), crate::store::StoreError> {
+        let now = self.now();
+        let id = grant_id.to_string();
+        let jtis = self
+            .inner
+            .store
+            .run(move |s| s.revoke_grant(&id, now))
+            .await?;
+        let until = now + i64::try_from(self.inner.settings.max_access_token_ttl).unwrap_or(86_400);
+        let deny = self.deny_list();
+        for jti in jtis {
+            deny.deny(&jti, until, now).await?;
+        }
+        Ok(())
     }
 
     pub fn now(&self) -> i64 {
@@ -217,9 +259,22 @@ impl App {
                     .map_err(|e| e.to_string())?;
             }
         }
-        self.inner
+        let outcome = self
+            .inner
             .keyring
             .maintain(false)
+            .map_err(|e| e.to_string())?;
+        for alg in outcome.rotated {
+            self.inner.audit.record(
+                "key_rotated",
+                None,
+                None,
+                serde_json::json!({ "alg": alg.as_str(), "trigger": "schedule" }),
+            );
+        }
+        self.inner
+            .store
+            .purge_expired(self.now())
             .map_err(|e| e.to_string())?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Portcullis: an OAuth 2.0 / OpenID Connect authorization server.
 
 pub mod app;
+pub mod audit;
 pub mod authorization;
 pub mod clients;
 pub mod clock;

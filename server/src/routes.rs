@@ -4,7 +4,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::endpoints::{
-    self, authorize, discovery, health, json_error, jwks, login, logout, metrics, token, userinfo,
+    self, authorize, discovery, health, introspect, json_error, jwks, login, logout, metrics,
+    revoke, token, userinfo,
 };
 use crate::oauth::discovery::{
     AUTHORIZE_PATH, END_SESSION_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
@@ -51,6 +52,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(userinfo::userinfo_get))
             .route(web::post().to(userinfo::userinfo_post))
             .default_service(web::to(method_not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource("/introspect")
+            .route(web::post().to(introspect::introspect))
+            .default_service(web::to(method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/revoke")
+            .route(web::post().to(revoke::revoke))
+            .default_service(web::to(method_not_allowed("POST"))),
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))

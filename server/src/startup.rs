@@ -64,6 +64,15 @@ pub async fn build_on(
     )));
     let data = web::Data::new(app.clone());
     let sessions = crate::session::SessionBackend::connect(settings.redis_url.as_deref()).await?;
+    if settings.redis_url.is_some() {
+        app.use_deny_list(
+            crate::tokens::deny_list::DenyList::connect(
+                app.store().clone(),
+                settings.redis_url.as_deref(),
+            )
+            .await?,
+        );
+    }
     let cookie_key = actix_web::cookie::Key::from(&app.cookie_key());
     let cookie_secure = settings.issuer_is_https();
     let session_ttl = actix_web::cookie::time::Duration::seconds(

@@ -283,11 +283,21 @@ pub async fn consent(
                     request.state.as_deref(),
                 );
             }
-            tracing::info!(client_id = %request.client_id, "consent given");
+            app.audit().record(
+                "consent_given",
+                Some(&request.client_id),
+                Some(&who.user_id),
+                serde_json::json!({ "scope": request.scope.join(" ") }),
+            );
             issue(&app, &request, &who)
         }
         _ => {
-            tracing::info!(client_id = %request.client_id, "consent denied");
+            app.audit().record(
+                "consent_denied",
+                Some(&request.client_id),
+                Some(&who.user_id),
+                serde_json::json!({ "scope": request.scope.join(" ") }),
+            );
             redirect_error(
                 &app,
                 &request.redirect_uri,

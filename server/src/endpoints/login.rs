@@ -123,7 +123,12 @@ pub async fn login(
     };
     let Some(user) = user else {
         metrics::counter!("portcullis_login_failures_total").increment(1);
-        tracing::info!(event = "login_failed", "login failed");
+        app.audit().record(
+            "login_failed",
+            None,
+            None,
+            serde_json::json!({ "username": form.username }),
+        );
         return render(
             &app,
             &session,
@@ -133,7 +138,12 @@ pub async fn login(
         )
         .await;
     };
-    tracing::info!(event = "login_succeeded", user_id = %user.id, "login succeeded");
+    app.audit().record(
+        "login_succeeded",
+        None,
+        Some(&user.id),
+        serde_json::json!({ "username": user.username }),
+    );
     // A new session id at sign-in (session fixation), and a new CSRF token with it.
     session.renew();
     session.remove("csrf");

@@ -2,12 +2,15 @@
 
 pub mod authorize;
 pub mod discovery;
+pub mod form;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod metrics;
 pub mod pages;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 

@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::app::App;
 use crate::error::OAuthError;
 use crate::oauth::grants;
-use crate::oauth::params::Params;
 
 pub async fn token(
     request: HttpRequest,
@@ -23,29 +22,21 @@ pub async fn token(
 }
 
 async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpResponse, OAuthError> {
-    // RFC 6749 §3.2: parameters come form-encoded in the body.
-    let form = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form {
-        return Err(OAuthError::invalid_request(
-            "the token request must be application/x-www-form-urlencoded",
-        ));
-    }
-    let params = Params::parse(body)?;
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str())
-        .transpose()
-        .map_err(|_| OAuthError::invalid_request("the Authorization header is not ASCII"))?;
+    let (params, authorization) = super::form::parse(request, body)?;
     let (grant, client_id, response) = grants::token_request(app, authorization, &params).await?;
+    app.audit().record(
+        "token_issued",
+        Some(&client_id),
+        Some(&response.issued.subject),
+        serde_json::json!({
+            "grant_type": grant.as_str(),
+            "audience": response.issued.audience,
+            "scope": response.scope,
+            "jti": response.issued.jti,
+            "refresh_token": response.refresh_token.is_some(),
+            "id_token": response.id_token.is_some(),
+        }),
+    );
     metrics::counter!(
         "portcullis_tokens_issued_total",
         "grant" => grant.as_str(),

@@ -6,8 +6,10 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 
 use super::params::Params;
-use crate::clients::{AuthMethod, Client, ClientRegistry};
+use crate::app::App;
+use crate::clients::{AuthMethod, Client};
 use crate::error::{Challenge, OAuthError};
+use crate::jose::keys::Verifier;
 
 /// The credentials a request presented.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +26,11 @@ pub enum Presented {
     IdOnly {
         client_id: String,
     },
+    /// RFC 7523 §2.2: a JWT the client signed (`private_key_jwt`).
+    Assertion {
+        client_id: String,
+        assertion: String,
+    },
 }
 
 impl Presented {
@@ -31,7 +38,8 @@ impl Presented {
         match self {
             Presented::Basic { client_id, .. }
             | Presented::Post { client_id, .. }
-            | Presented::IdOnly { client_id } => client_id,
+            | Presented::IdOnly { client_id }
+            | Presented::Assertion { client_id, .. } => client_id,
         }
     }
 
@@ -41,6 +49,97 @@ impl Presented {
             _ => Challenge::None,
         }
     }
+}
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How far ahead an assertion's `exp` may be: assertions are meant to be short-lived.
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+const CLOCK_SKEW: i64 = 60;
+
+/// A claim read before the signature is checked (only to find the client's keys).
+fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&crate::jose::b64_decode(payload)?).ok()?;
+    claims.get(name)?.as_str().map(str::to_string)
+}
+
+/// RFC 7523 §3: signature by a registered key; `iss` = `sub` = client id; `aud` names the
+/// token endpoint or the issuer; `exp` present and near; `jti` used once.
+async fn verify_assertion(app: &App, client: &Client, assertion: &str) -> Result<bool, OAuthError> {
+    let Some(jwks) = client
+        .jwks
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+    else {
+        return Ok(false);
+    };
+    let keys: Vec<(String, Verifier)> = jwks["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| {
+                    let map = k.as_object()?;
+                    let kid = map
+                        .get("kid")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    Some((kid, Verifier::from_jwk(map).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sole = keys.len() == 1;
+    let Some(verified) = crate::jose::jwt::verify(assertion, |kid| {
+        keys.iter()
+            .find(|(k, _)| k == kid || (sole && kid.is_empty()))
+            .map(|(_, v)| v)
+    }) else {
+        return Ok(false);
+    };
+    let claims = verified.claims;
+    let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
+    if text("iss") != Some(client.id.as_str()) || text("sub") != Some(client.id.as_str()) {
+        return Ok(false);
+    }
+    let issuer = &app.settings().issuer;
+    let token_endpoint = format!("{issuer}{}", crate::oauth::discovery::TOKEN_PATH);
+    let audience_ok = |a: &serde_json::Value| {
+        a.as_str()
+            .is_some_and(|a| a == issuer || a == token_endpoint)
+    };
+    let aud_ok = match claims.get("aud") {
+        Some(serde_json::Value::Array(items)) => items.iter().any(audience_ok),
+        Some(one) => audience_ok(one),
+        None => false,
+    };
+    let now = app.now();
+    let exp = claims.get("exp").and_then(|v| v.as_i64());
+    let Some(exp) = exp else { return Ok(false) };
+    if !aud_ok || exp <= now || exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW {
+        return Ok(false);
+    }
+    if claims
+        .get("nbf")
+        .and_then(|v| v.as_i64())
+        .is_some_and(|nbf| nbf > now + CLOCK_SKEW)
+    {
+        return Ok(false);
+    }
+    let Some(jti) = text("jti").map(str::to_string) else {
+        return Ok(false);
+    };
+    let client_id = client.id.clone();
+    let fresh = app
+        .store()
+        .run(move |s| s.record_assertion_jti(&client_id, &jti, exp))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    if !fresh {
+        tracing::warn!(client_id = %client.id, "client assertion replayed");
+    }
+    Ok(fresh)
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
@@ -81,6 +180,35 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
 pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
     let body_id = params.single("client_id")?;
     let body_secret = params.single("client_secret")?;
+    let assertion_type = params.single("client_assertion_type")?;
+    let assertion = params.single("client_assertion")?;
+    if assertion_type.is_some() || assertion.is_some() {
+        if authorization.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "more than one client authentication method was used",
+            ));
+        }
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {JWT_BEARER}"
+            )));
+        }
+        let assertion = assertion.ok_or_else(|| {
+            OAuthError::invalid_request("parameter `client_assertion` is missing")
+        })?;
+        // The client is named by the assertion's `sub` (RFC 7523 §3); client_id must agree.
+        let sub = unverified_claim(assertion, "sub")
+            .ok_or_else(|| OAuthError::invalid_client(Challenge::None))?;
+        if body_id.is_some_and(|id| id != sub) {
+            return Err(OAuthError::invalid_request(
+                "client_id differs from the assertion's subject",
+            ));
+        }
+        return Ok(Presented::Assertion {
+            client_id: sub,
+            assertion: assertion.to_string(),
+        });
+    }
     if let Some(header) = authorization {
         if !header
             .get(..6)
@@ -120,10 +248,8 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
 
 /// Authenticates the presented credentials against the registered client. Every failure is
 /// the same `invalid_client`, whatever the cause (unknown client, wrong secret, wrong method).
-pub async fn authenticate(
-    presented: &Presented,
-    registry: &ClientRegistry,
-) -> Result<Arc<Client>, OAuthError> {
+pub async fn authenticate(app: &App, presented: &Presented) -> Result<Arc<Client>, OAuthError> {
+    let registry = app.clients();
     let fail = || OAuthError::invalid_client(presented.challenge());
     let client = registry
         .find(presented.client_id())
@@ -140,6 +266,9 @@ pub async fn authenticate(
         (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
         | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => secret_ok(secret),
         (Presented::IdOnly { .. }, AuthMethod::None) => true,
+        (Presented::Assertion { assertion, .. }, AuthMethod::PrivateKeyJwt) => {
+            verify_assertion(app, &client, assertion).await?
+        }
         _ => false,
     };
     if ok {

@@ -34,10 +34,9 @@ pub async fn verify_access_token(app: &App, token: &str) -> Result<Map<String, V
         return Err(invalid_token("the access token has expired"));
     }
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-        let jti = jti.to_string();
         let denied = app
-            .store()
-            .run(move |s| s.is_access_token_denied(&jti))
+            .deny_list()
+            .is_denied(jti)
             .await
             .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
         if denied {

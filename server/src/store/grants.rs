@@ -140,14 +140,9 @@ impl Store {
             .optional()?)
     }
 
-    /// Revokes everything issued from a grant: its refresh tokens, and (by `jti`) the access
-    /// tokens issued from its code and refresh tokens, until they expire.
-    pub fn revoke_grant(
-        &self,
-        grant_id: &str,
-        now: i64,
-        access_token_expiry: i64,
-    ) -> Result<(), StoreError> {
+    /// Revokes a grant's refresh tokens and returns the `jti`s of the access tokens issued
+    /// from its code and refresh tokens, for the deny list.
+    pub fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| {
             diesel::update(
@@ -167,11 +162,47 @@ impl Store {
                     .select(codes::access_token_jti)
                     .load::<Option<String>>(conn)?,
             );
-            for jti in jtis.into_iter().flatten() {
-                deny(conn, &jti, access_token_expiry)?;
-            }
-            Ok(())
+            Ok(jtis.into_iter().flatten().collect())
         })
+    }
+
+    /// Records a client assertion's `jti`; false when it was seen before (a replay).
+    pub fn record_assertion_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        use super::schema::client_assertion_jtis as seen;
+        let inserted = diesel::insert_into(seen::table)
+            .values((
+                seen::client_id.eq(client_id),
+                seen::jti.eq(jti),
+                seen::expires_at.eq(expires_at),
+            ))
+            .execute(&mut self.conn()?);
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(false),
+            Err(e) => Err(StoreError::Query(e)),
+        }
+    }
+
+    /// Forgets what can no longer matter: expired assertion ids, denied tokens and codes.
+    pub fn purge_expired(&self, now: i64) -> Result<(), StoreError> {
+        use super::schema::client_assertion_jtis as seen;
+        let mut conn = self.conn()?;
+        diesel::delete(seen::table.filter(seen::expires_at.lt(now))).execute(&mut conn)?;
+        diesel::delete(denied::table.filter(denied::expires_at.lt(now))).execute(&mut conn)?;
+        // Keep used codes for a day: a late second use must still be seen as reuse.
+        diesel::delete(codes::table.filter(codes::expires_at.lt(now - 86_400)))
+            .execute(&mut conn)?;
+        diesel::delete(refresh::table.filter(refresh::expires_at.lt(now - 86_400)))
+            .execute(&mut conn)?;
+        Ok(())
     }
 
     /// Denies one access token until it expires.

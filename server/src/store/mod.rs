@@ -3,6 +3,7 @@
 //! Methods are synchronous (diesel); async callers go through [`Store::run`], which moves the
 //! work to tokio's blocking pool so database work never stalls the request workers.
 
+pub mod audit;
 pub mod authorization;
 pub mod clients;
 pub mod cluster_state;

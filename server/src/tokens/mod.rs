@@ -1,6 +1,7 @@
 //! Tokens we issue: JWT access tokens (RFC 9068), and what the token endpoint returns.
 
 pub mod access_token;
+pub mod deny_list;
 pub mod id_token;
 pub mod refresh_token;
 
@@ -18,6 +19,17 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// What was issued, for the audit log (never sent).
+    #[serde(skip)]
+    pub issued: Issued,
+}
+
+/// The facts of an issuance the audit log records: never the token itself.
+#[derive(Debug, Default, Clone)]
+pub struct Issued {
+    pub subject: String,
+    pub audience: String,
+    pub jti: String,
 }
 
 /// 128 random bits, base64url: a token identifier (`jti`) that will not repeat.

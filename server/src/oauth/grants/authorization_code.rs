@@ -34,11 +34,13 @@ pub async fn exchange(
         Consumed::Unknown => return Err(invalid()),
         Consumed::Reused(record) => {
             // RFC 6749 §4.1.2 / RFC 9700 §4.2.4: revoke what the code already produced.
-            tracing::warn!(client_id = %record.client_id, grant_id = %record.grant_id, "authorization code reused; grant revoked");
-            let until = now + i64::try_from(app.settings().access_token_ttl).unwrap_or(3600);
-            let grant_id = record.grant_id.clone();
-            app.store()
-                .run(move |s| s.revoke_grant(&grant_id, now, until))
+            app.audit().record(
+                "code_reuse_detected",
+                Some(&record.client_id),
+                Some(&record.user_id),
+                serde_json::json!({ "grant_id": record.grant_id }),
+            );
+            app.revoke_grant(&record.grant_id)
                 .await
                 .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
             return Err(invalid());

@@ -68,5 +68,10 @@ pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResp
         scope: scope_text,
         refresh_token: None,
         id_token: None,
+        issued: crate::tokens::Issued {
+            subject: client.id.clone(),
+            audience,
+            jti,
+        },
     })
 }

@@ -36,7 +36,7 @@ pub async fn token_request(
         }
     };
     let presented = client_auth::presented(authorization, params)?;
-    let client = client_auth::authenticate(&presented, app.clients()).await?;
+    let client = client_auth::authenticate(app, &presented).await?;
     if !client.allows_grant(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {} grant",
@@ -192,5 +192,10 @@ pub async fn issue_for_user(
         scope: scope_text,
         refresh_token,
         id_token,
+        issued: crate::tokens::Issued {
+            subject: user.id.clone(),
+            audience: grant.audience.to_string(),
+            jti: grant.jti.to_string(),
+        },
     })
 }

@@ -35,12 +35,14 @@ pub async fn exchange(
         Consumed::Unknown => return Err(invalid()),
         Consumed::Reused(record) => {
             if record.revoked_at.is_none() {
-                tracing::warn!(client_id = %record.client_id, grant_id = %record.grant_id, "refresh token reused; family revoked");
+                app.audit().record(
+                    "refresh_reuse_detected",
+                    Some(&record.client_id),
+                    Some(&record.user_id),
+                    serde_json::json!({ "grant_id": record.grant_id }),
+                );
             }
-            let until = now + i64::try_from(app.settings().access_token_ttl).unwrap_or(3600);
-            let grant_id = record.grant_id.clone();
-            app.store()
-                .run(move |s| s.revoke_grant(&grant_id, now, until))
+            app.revoke_grant(&record.grant_id)
                 .await
                 .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
             return Err(invalid());

@@ -1,0 +1,128 @@
+//! Token introspection, RFC 7662. Callers authenticate as clients; a caller learns about a
+//! token only if it is the token's client or an audience it serves.
+
+use serde_json::{json, Map, Value};
+
+use super::client_auth;
+use super::params::Params;
+use crate::app::App;
+use crate::clients::Client;
+use crate::error::{Challenge, OAuthError};
+use crate::tokens::refresh_token;
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// RFC 7662 §2.1–2.2.
+pub async fn introspect(
+    app: &App,
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let presented = client_auth::presented(authorization, params)?;
+    let caller = client_auth::authenticate(app, &presented).await?;
+    if caller.is_public() {
+        return Err(OAuthError::invalid_client(Challenge::None));
+    }
+    let token = params.required("token")?;
+    let refresh_first = params.single("token_type_hint")? == Some("refresh_token");
+    let (first, second) = if refresh_first {
+        (refresh(app, &caller, token).await?, None)
+    } else {
+        (access(app, &caller, token).await?, None)
+    };
+    if let Some(found) = first.or(second) {
+        return Ok(found);
+    }
+    let other = if refresh_first {
+        access(app, &caller, token).await?
+    } else {
+        refresh(app, &caller, token).await?
+    };
+    Ok(other.unwrap_or_else(inactive))
+}
+
+async fn username_and_roles(
+    app: &App,
+    sub: &str,
+) -> Result<Option<(String, Vec<String>)>, OAuthError> {
+    let sub = sub.to_string();
+    let user = app
+        .store()
+        .run(move |s| s.find_user(&sub))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    Ok(user.map(|u| (u.username, u.roles)))
+}
+
+/// One of our JWT access tokens, if valid and visible to the caller.
+async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>, OAuthError> {
+    let claims: Map<String, Value> = match super::userinfo::verify_access_token(app, token).await {
+        Ok(claims) => claims,
+        Err(e) if e.code == crate::error::ErrorCode::TemporarilyUnavailable => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let aud = text("aud");
+    if text("client_id") != caller.id && !caller.audiences.contains(&aud) {
+        return Ok(None);
+    }
+    let mut out = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": text("scope"),
+        "client_id": text("client_id"),
+        "sub": text("sub"),
+        "aud": aud,
+        "iss": text("iss"),
+        "exp": claims.get("exp").cloned().unwrap_or(Value::Null),
+        "iat": claims.get("iat").cloned().unwrap_or(Value::Null),
+        "jti": text("jti"),
+        "roles": claims.get("roles").cloned().unwrap_or_else(|| json!([])),
+    });
+    if let Some((username, _)) = username_and_roles(app, &text("sub")).await? {
+        out["username"] = Value::String(username);
+    }
+    Ok(Some(out))
+}
+
+/// A refresh token, if live and owned by the caller.
+async fn refresh(app: &App, caller: &Client, token: &str) -> Result<Option<Value>, OAuthError> {
+    let hash = refresh_token::hash(token);
+    let record = app
+        .store()
+        .run(move |s| s.find_refresh_token(&hash))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let live =
+        record.used_at.is_none() && record.revoked_at.is_none() && app.now() < record.expires_at;
+    if !live || record.client_id != caller.id {
+        return Ok(None);
+    }
+    let mut out = json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "sub": record.user_id,
+        "aud": record.audience,
+        "iss": app.settings().issuer,
+        "exp": record.expires_at,
+        "iat": record.created_at,
+    });
+    if let Some((username, roles)) = username_and_roles(app, &record.user_id).await? {
+        out["username"] = Value::String(username);
+        out["roles"] = json!(roles);
+    }
+    Ok(Some(out))
+}
