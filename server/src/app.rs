@@ -11,6 +11,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::jose::kek::KeyEncryptionKey;
 use crate::jose::keyring::{KeyringManager, RotationPolicy};
+use crate::limits::Limiter;
 use crate::secrets::SecretHasher;
 use crate::store::cluster_state::{AUTHORIZATION, CLIENTS, KEYRING};
 use crate::store::Store;
@@ -39,6 +40,9 @@ struct Inner {
     authorization_generation: AtomicI64,
     /// Set at start when Redis is configured; the database otherwise.
     redis_deny_list: std::sync::OnceLock<DenyList>,
+    /// Replaced by the Redis limiter at start when Redis is configured.
+    limiter: std::sync::OnceLock<Limiter>,
+    memory_limiter: Limiter,
 }
 
 /// The audience of access tokens for the admin API.
@@ -140,6 +144,8 @@ impl App {
                 clients_generation: AtomicI64::new(clients_generation),
                 authorization_generation: AtomicI64::new(authorization_generation),
                 redis_deny_list: std::sync::OnceLock::new(),
+                limiter: std::sync::OnceLock::new(),
+                memory_limiter: Limiter::Memory(std::sync::Arc::new(dashmap::DashMap::new())),
             }),
         })
     }
@@ -199,6 +205,17 @@ impl App {
             .get()
             .cloned()
             .unwrap_or_else(|| DenyList::Database(self.inner.store.clone()))
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        self.inner
+            .limiter
+            .get()
+            .unwrap_or(&self.inner.memory_limiter)
+    }
+
+    pub fn use_limiter(&self, limiter: Limiter) {
+        let _ = self.inner.limiter.set(limiter);
     }
 
     pub fn use_deny_list(&self, deny_list: DenyList) {

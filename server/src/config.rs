@@ -62,6 +62,14 @@ pub struct Settings {
     pub refresh_token_ttl: u64,
     /// Require PKCE from confidential clients too (RFC 9700 §2.1.1); public clients always.
     pub require_pkce: bool,
+    /// Token requests per client per minute (0: unlimited); over it, 429 with Retry-After.
+    pub token_rate_limit_per_minute: u64,
+    /// Failed sign-ins per username, and per client IP address, within `login_failure_window`
+    /// before further attempts are refused until the window ends.
+    pub login_max_failures_per_username: u64,
+    pub login_max_failures_per_ip: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub login_failure_window: u64,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// `text` or `json` log lines.
@@ -103,6 +111,10 @@ impl Default for Settings {
             id_token_signing_alg: Algorithm::Rs256,
             refresh_token_ttl: 30 * 24 * 3600,
             require_pkce: true,
+            token_rate_limit_per_minute: 6000,
+            login_max_failures_per_username: 5,
+            login_max_failures_per_ip: 50,
+            login_failure_window: 900,
             workers: 0,
             log_format: LogFormat::Text,
         }

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     LoginRequired,
     ConsentRequired,
     InteractionRequired,
+    /// A rate limit was hit: HTTP 429 with `Retry-After`.
+    TooManyRequests,
 }
 
 impl ErrorCode {
@@ -44,6 +46,7 @@ impl ErrorCode {
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::TooManyRequests => "too_many_requests",
         }
     }
 
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => 403,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
+            ErrorCode::TooManyRequests => 429,
             _ => 400,
         }
     }
@@ -77,6 +81,8 @@ pub struct OAuthError {
     /// Sent to the client: says what was wrong with the request, never why inside.
     pub description: Cow<'static, str>,
     pub challenge: Challenge,
+    /// Seconds, for `429 Too Many Requests` (RFC 6585 §4).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -85,6 +91,7 @@ impl OAuthError {
             code,
             description: description.into(),
             challenge: Challenge::None,
+            retry_after: None,
         }
     }
 
@@ -115,6 +122,7 @@ impl OAuthError {
             code: ErrorCode::InvalidClient,
             description: "client authentication failed".into(),
             challenge,
+            retry_after: None,
         }
     }
 
@@ -133,6 +141,17 @@ impl OAuthError {
             ErrorCode::TemporarilyUnavailable,
             "the server is temporarily unable to handle the request",
         )
+    }
+}
+
+impl OAuthError {
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        OAuthError {
+            code: ErrorCode::TooManyRequests,
+            description: "too many requests; retry later".into(),
+            challenge: Challenge::None,
+            retry_after: Some(retry_after),
+        }
     }
 }
 

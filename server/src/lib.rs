@@ -9,6 +9,7 @@ pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod jose;
+pub mod limits;
 pub mod oauth;
 pub mod routes;
 pub mod secrets;

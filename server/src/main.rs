@@ -274,6 +274,18 @@ fn serve(settings: Settings) -> Result<(), String> {
     })
 }
 
+/// Records a change made from the command line in the audit log.
+fn cli_audit(foundation: &Foundation, action: &str, details: serde_json::Value) {
+    let mut details = details;
+    details["action"] = serde_json::Value::String(action.to_string());
+    portcullis::audit::Audit::start(foundation.store.clone(), clock()).record(
+        "admin_change",
+        None,
+        Some("cli"),
+        details,
+    );
+}
+
 fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     println!("{text}");
@@ -327,11 +339,21 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     jwks,
                 })
                 .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "client_created",
+                serde_json::json!({ "client_id": created.client.id }),
+            );
             print_json(&created)
         }
         ClientCommand::List => print_json(&registry.list().map_err(|e| e.to_string())?),
         ClientCommand::Delete { id } => {
             registry.delete(&id).map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "client_deleted",
+                serde_json::json!({ "client_id": id }),
+            );
             print_json(&serde_json::json!({ "deleted": id }))
         }
     }
@@ -374,11 +396,21 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
                     password,
                 })
                 .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_created",
+                serde_json::json!({ "username": user.username }),
+            );
             print_json(&user)
         }
         UserCommand::List => print_json(&users.list().map_err(|e| e.to_string())?),
         UserCommand::Delete { username } => {
             users.delete(&username).map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_deleted",
+                serde_json::json!({ "username": username }),
+            );
             print_json(&serde_json::json!({ "deleted": username }))
         }
         UserCommand::SetPassword { username, .. } => {
@@ -392,6 +424,11 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
             users
                 .set_disabled(&username, true)
                 .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_disabled",
+                serde_json::json!({ "username": username }),
+            );
             print_json(&serde_json::json!({ "disabled": username }))
         }
         UserCommand::Enable { username } => {
@@ -526,6 +563,12 @@ fn keys(settings: Settings, command: KeysCommand) -> Result<(), String> {
         KeysCommand::Rotate => {
             let outcome = keyring.maintain(true).map_err(|e| e.to_string())?;
             for alg in &outcome.rotated {
+                portcullis::audit::Audit::start(foundation.store.clone(), clock()).record(
+                    "key_rotated",
+                    None,
+                    Some("cli"),
+                    serde_json::json!({ "alg": alg.as_str(), "trigger": "cli" }),
+                );
                 let kid = keyring
                     .current()
                     .signing_key(*alg)

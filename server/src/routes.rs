@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(revoke::revoke))
             .default_service(web::to(method_not_allowed("POST"))),
     )
+    .configure(endpoints::admin::configure)
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))

@@ -65,6 +65,7 @@ pub async fn build_on(
     let data = web::Data::new(app.clone());
     let sessions = crate::session::SessionBackend::connect(settings.redis_url.as_deref()).await?;
     if settings.redis_url.is_some() {
+        app.use_limiter(crate::limits::Limiter::connect(settings.redis_url.as_deref()).await?);
         app.use_deny_list(
             crate::tokens::deny_list::DenyList::connect(
                 app.store().clone(),

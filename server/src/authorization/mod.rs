@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub const ADMIN_SCOPE: &str = "portcullis:admin";
 pub const SEEDED_ROLES: [&str; 3] = ["admin", "user", "guest"];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Role {
     pub name: String,
     pub description: String,
@@ -30,7 +30,7 @@ pub struct Role {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiResource {
     pub audience: String,
     pub name: String,

@@ -14,7 +14,7 @@ use crate::secrets::{self, SecretHasher, MIN_SUPPLIED_SECRET_LEN};
 use crate::store::{Store, StoreError};
 
 /// Token endpoint authentication methods (RFC 7591 §2, OpenID Connect Core §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
@@ -45,7 +45,7 @@ impl AuthMethod {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -72,7 +72,7 @@ impl GrantType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     #[serde(rename = "client_id")]
     pub id: String,
@@ -348,7 +348,7 @@ pub struct ClientRegistry {
 }
 
 /// A created client and, when generated, its secret (shown once).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedClient {
     #[serde(flatten)]
     pub client: Client,
@@ -375,6 +375,12 @@ impl ClientRegistry {
     pub fn create(&self, new: &NewClient) -> Result<CreatedClient, RegistryError> {
         let mut client = validate(new, self.clock.now())?;
         let shown_secret = match &new.secret {
+            // Key-authenticated clients have no secret to show.
+            SecretChoice::Public | SecretChoice::Generate
+                if client.auth_method == AuthMethod::PrivateKeyJwt =>
+            {
+                None
+            }
             SecretChoice::Public => None,
             SecretChoice::Supplied(secret) => {
                 client.secret_hash = Some(self.hasher.hash(secret));

@@ -141,7 +141,7 @@ async fn proceed(
         (Err(error), _) => {
             redirect_error(app, &request.redirect_uri, &error, request.state.as_deref())
         }
-        (Ok(Next::IssueCode), Some(who)) => issue(app, &request, &who),
+        (Ok(Next::IssueCode), Some(who)) => issue(app, &request, &who).await,
         (Ok(Next::Consent), Some(who)) => {
             let Ok(id) = crate::secrets::generate_token() else {
                 return session_expired();
@@ -163,8 +163,8 @@ async fn proceed(
     }
 }
 
-fn issue(app: &App, request: &AuthorizationRequest, who: &SignedIn) -> HttpResponse {
-    match authorize::issue_code(app, request, who) {
+async fn issue(app: &App, request: &AuthorizationRequest, who: &SignedIn) -> HttpResponse {
+    match authorize::issue_code(app, request, who).await {
         Ok(code) => {
             metrics::counter!("portcullis_authorization_codes_issued_total").increment(1);
             see_other(&authorize::redirect_with(
@@ -289,7 +289,7 @@ pub async fn consent(
                 Some(&who.user_id),
                 serde_json::json!({ "scope": request.scope.join(" ") }),
             );
-            issue(&app, &request, &who)
+            issue(&app, &request, &who).await
         }
         _ => {
             app.audit().record(

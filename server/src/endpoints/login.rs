@@ -2,13 +2,14 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
 use super::authorize::{pending, save_pending, set_signed_in};
 use super::pages::{error_page, html, see_other, session_expired};
 use crate::app::App;
+use crate::limits::Limit;
 use crate::oauth::authorize::SignedIn;
 use crate::session::{csrf_matches, csrf_token};
 use crate::views::LoginPage;
@@ -88,7 +89,35 @@ pub struct LoginForm {
     password: String,
 }
 
+/// The counters a failed sign-in adds to: per username (whether or not it exists, so the
+/// answer reveals nothing) and per client address.
+fn throttle_keys(app: &App, username: &str, request: &HttpRequest) -> Vec<(String, Limit)> {
+    let settings = app.settings();
+    let window = settings.login_failure_window;
+    let ip = request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    vec![
+        (
+            format!("login:user:{}", username.trim().to_lowercase()),
+            Limit {
+                max: settings.login_max_failures_per_username.saturating_sub(1),
+                window,
+            },
+        ),
+        (
+            format!("login:ip:{ip}"),
+            Limit {
+                max: settings.login_max_failures_per_ip.saturating_sub(1),
+                window,
+            },
+        ),
+    ]
+}
+
 pub async fn login(
+    request: HttpRequest,
     form: web::Form<LoginForm>,
     session: Session,
     app: web::Data<App>,
@@ -97,6 +126,24 @@ pub async fn login(
         return session_expired();
     }
     let form = form.into_inner();
+    let keys = throttle_keys(&app, &form.username, &request);
+    for (key, limit) in &keys {
+        if let Err(retry_after) = app.limiter().add(key, 0, *limit, app.now()).await {
+            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "login").increment(1);
+            let mut page = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-in attempts",
+                "For your security, sign-in is paused for a while. Please try again later.",
+            );
+            if let Ok(value) =
+                actix_web::http::header::HeaderValue::from_str(&retry_after.to_string())
+            {
+                page.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+            return page;
+        }
+    }
     let (username, password) = (form.username.clone(), form.password);
     let users_app = app.clone();
     let outcome =
@@ -123,6 +170,9 @@ pub async fn login(
     };
     let Some(user) = user else {
         metrics::counter!("portcullis_login_failures_total").increment(1);
+        for (key, limit) in &keys {
+            let _ = app.limiter().add(key, 1, *limit, app.now()).await;
+        }
         app.audit().record(
             "login_failed",
             None,

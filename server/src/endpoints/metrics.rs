@@ -30,7 +30,16 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-pub async fn metrics() -> HttpResponse {
+pub async fn metrics(app: actix_web::web::Data<crate::app::App>) -> HttpResponse {
+    // Signing-key age, set at scrape time from the keyring.
+    let now = app.now();
+    for record in &app.keyring().current().records {
+        if record.state == crate::jose::keyring::ACTIVE {
+            let age = now - record.activated_at.unwrap_or(record.created_at);
+            metrics::gauge!("portcullis_signing_key_age_seconds", "alg" => record.alg.clone())
+                .set(age as f64);
+        }
+    }
     let body = install().map(|h| h.render()).unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -1,5 +1,6 @@
 //! HTTP endpoints: extract, call the protocol code, respond. One file per endpoint.
 
+pub mod admin;
 pub mod authorize;
 pub mod discovery;
 pub mod form;
@@ -49,6 +50,9 @@ impl ResponseError for OAuthError {
             _ if self.code.status() == 401 => Some("Basic realm=\"portcullis\"".to_string()),
             _ => None,
         };
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }

@@ -25,6 +25,7 @@ fn bearer(request: &HttpRequest) -> Result<Option<String>, OAuthError> {
             code: ErrorCode::InvalidRequest,
             description: "use the Bearer authentication scheme".into(),
             challenge: Challenge::Bearer,
+            retry_after: None,
         }),
     }
 }
@@ -34,6 +35,7 @@ fn missing() -> OAuthError {
         code: ErrorCode::InvalidToken,
         description: "an access token is required".into(),
         challenge: Challenge::BearerRealmOnly,
+        retry_after: None,
     }
 }
 

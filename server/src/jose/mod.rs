@@ -8,7 +8,19 @@ pub mod keys;
 use serde::{Deserialize, Serialize};
 
 /// Signing algorithms we issue with (RFC 7518 §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 pub enum Algorithm {
     #[serde(rename = "ES256")]
     Es256,

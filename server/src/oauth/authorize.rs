@@ -313,7 +313,7 @@ pub fn next_step(
 }
 
 /// Stores a new authorization code and returns it (RFC 6749 §4.1.2).
-pub fn issue_code(
+pub async fn issue_code(
     app: &App,
     request: &AuthorizationRequest,
     signed_in: &SignedIn,
@@ -337,7 +337,8 @@ pub fn issue_code(
         access_token_jti: None,
     };
     app.store()
-        .insert_code(&record)
+        .run(move |s| s.insert_code(&record))
+        .await
         .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
     Ok(code)
 }

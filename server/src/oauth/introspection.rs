@@ -27,12 +27,12 @@ pub async fn introspect(
     }
     let token = params.required("token")?;
     let refresh_first = params.single("token_type_hint")? == Some("refresh_token");
-    let (first, second) = if refresh_first {
-        (refresh(app, &caller, token).await?, None)
+    let first = if refresh_first {
+        refresh(app, &caller, token).await?
     } else {
-        (access(app, &caller, token).await?, None)
+        access(app, &caller, token).await?
     };
-    if let Some(found) = first.or(second) {
+    if let Some(found) = first {
         return Ok(found);
     }
     let other = if refresh_first {
@@ -53,7 +53,7 @@ async fn username_and_roles(
         .run(move |s| s.find_user(&sub))
         .await
         .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-    Ok(user.map(|u| (u.username, u.roles)))
+    Ok(user.filter(|u| !u.disabled).map(|u| (u.username, u.roles)))
 }
 
 /// One of our JWT access tokens, if valid and visible to the caller.
@@ -87,8 +87,11 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
         "jti": text("jti"),
         "roles": claims.get("roles").cloned().unwrap_or_else(|| json!([])),
     });
-    if let Some((username, _)) = username_and_roles(app, &text("sub")).await? {
-        out["username"] = Value::String(username);
+    match username_and_roles(app, &text("sub")).await? {
+        Some((username, _)) => out["username"] = Value::String(username),
+        // A user token whose user is gone or disabled is no longer active.
+        None if text("sub") != text("client_id") => return Ok(None),
+        None => {}
     }
     Ok(Some(out))
 }
@@ -120,9 +123,10 @@ async fn refresh(app: &App, caller: &Client, token: &str) -> Result<Option<Value
         "exp": record.expires_at,
         "iat": record.created_at,
     });
-    if let Some((username, roles)) = username_and_roles(app, &record.user_id).await? {
-        out["username"] = Value::String(username);
-        out["roles"] = json!(roles);
-    }
+    let Some((username, roles)) = username_and_roles(app, &record.user_id).await? else {
+        return Ok(None);
+    };
+    out["username"] = Value::String(username);
+    out["roles"] = json!(roles);
     Ok(Some(out))
 }

@@ -11,6 +11,7 @@ fn invalid_token(description: &'static str) -> OAuthError {
         code: ErrorCode::InvalidToken,
         description: description.into(),
         challenge: Challenge::Bearer,
+        retry_after: None,
     }
 }
 
@@ -60,6 +61,7 @@ pub async fn userinfo(app: &App, token: &str) -> Result<Value, OAuthError> {
             code: ErrorCode::InsufficientScope,
             description: "the access token lacks the openid scope".into(),
             challenge: Challenge::Bearer,
+            retry_after: None,
         });
     }
     let sub = claims

@@ -22,12 +22,19 @@ pub enum SessionBackend {
 impl SessionBackend {
     pub async fn connect(redis_url: Option<&str>) -> Result<SessionBackend, String> {
         match redis_url {
-            Some(url) => RedisSessionStore::builder(url)
-                .cache_keygen(|key| format!("portcullis:session:{key}"))
-                .build()
-                .await
-                .map(SessionBackend::Redis)
-                .map_err(|e| format!("setting `redis_url`: cannot connect: {e}")),
+            Some(url) => {
+                let connect = RedisSessionStore::builder(url)
+                    .cache_keygen(|key| format!("portcullis:session:{key}"))
+                    .build();
+                // An unreachable Redis must fail the start with a message, not hang it.
+                tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+                    .await
+                    .map_err(|_| {
+                        "setting `redis_url`: no answer from Redis within 10 s".to_string()
+                    })?
+                    .map(SessionBackend::Redis)
+                    .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))
+            }
             None => Ok(SessionBackend::Memory(MemoryStore::default())),
         }
     }

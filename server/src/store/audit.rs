@@ -6,13 +6,14 @@ use serde::Serialize;
 use super::schema::audit_events as events;
 use super::{Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: i64,
     pub kind: String,
     pub client_id: Option<String>,
     pub subject: Option<String>,
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

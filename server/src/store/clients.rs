@@ -133,6 +133,16 @@ impl Store {
         conn.transaction(|conn| {
             let deleted =
                 diesel::delete(clients::table.filter(clients::id.eq(id))).execute(conn)?;
+            // What was granted to the client goes with it (a new client with the same id
+            // starts from nothing).
+            use super::schema::{authorization_codes, consents, refresh_tokens};
+            diesel::delete(consents::table.filter(consents::client_id.eq(id))).execute(conn)?;
+            diesel::delete(
+                authorization_codes::table.filter(authorization_codes::client_id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(id)))
+                .execute(conn)?;
             if deleted > 0 {
                 cluster_state::bump(conn, CLIENTS)?;
             }

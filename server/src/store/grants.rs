@@ -63,6 +63,14 @@ impl Store {
         Ok(())
     }
 
+    pub fn find_code(&self, code_hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+        Ok(codes::table
+            .filter(codes::code_hash.eq(code_hash))
+            .select(CodeRecord::as_select())
+            .first(&mut self.conn()?)
+            .optional()?)
+    }
+
     /// Marks the code used, recording the access token issued from it, atomically.
     pub fn consume_code(
         &self,
@@ -229,14 +237,16 @@ impl Store {
 }
 
 fn deny(conn: &mut super::db::AnyConnection, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-    let exists: i64 = denied::table
-        .filter(denied::jti.eq(jti))
-        .count()
-        .get_result(conn)?;
-    if exists == 0 {
-        diesel::insert_into(denied::table)
-            .values((denied::jti.eq(jti), denied::expires_at.eq(expires_at)))
-            .execute(conn)?;
+    let inserted = diesel::insert_into(denied::table)
+        .values((denied::jti.eq(jti), denied::expires_at.eq(expires_at)))
+        .execute(conn);
+    match inserted {
+        // Already denied (perhaps concurrently): the same outcome.
+        Ok(_)
+        | Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(()),
+        Err(e) => Err(StoreError::Query(e)),
     }
-    Ok(())
 }

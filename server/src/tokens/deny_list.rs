@@ -18,10 +18,13 @@ impl DenyList {
             Some(url) => {
                 let client =
                     redis::Client::open(url).map_err(|e| format!("setting `redis_url`: {e}"))?;
-                let manager = client
-                    .get_connection_manager()
-                    .await
-                    .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))?;
+                let manager = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    client.get_connection_manager(),
+                )
+                .await
+                .map_err(|_| "setting `redis_url`: no answer from Redis within 10 s".to_string())?
+                .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))?;
                 Ok(DenyList::Redis(manager))
             }
         }

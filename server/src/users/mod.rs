@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// The OpenID Connect subject: opaque, stable, never reassigned.
     #[serde(rename = "sub")]

@@ -246,8 +246,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
         )
         .await;
     assert_eq!(error_of(reuse).await, (400, "invalid_grant".into()));
-    // r2 was consumed by the failed widening attempt? No: scope is checked after use, so r2
-    // was rotated there; find the live one through a fresh code to test disabled users below.
+    // r2 survived the refused widening (checks come before a token is spent), but the reuse
+    // of r1 revoked the whole family, r2 included.
     let dead = app
         .post_token(
             &[

@@ -18,36 +18,25 @@ pub async fn exchange(
     let code = params.required("code")?.to_string();
     let redirect_uri = params.single("redirect_uri")?.map(str::to_string);
     let verifier = params.single("code_verifier")?.map(str::to_string);
-    let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
     let now = app.now();
     let code_hash = refresh_token::hash(&code);
-    let consumed = {
-        let jti = jti.clone();
+    let invalid =
+        || OAuthError::invalid_grant("the authorization code is invalid, expired or already used");
+    let found = {
+        let code_hash = code_hash.clone();
         app.store()
-            .run(move |s| s.consume_code(&code_hash, now, &jti))
+            .run(move |s| s.find_code(&code_hash))
             .await
             .map_err(|e| OAuthError::temporarily_unavailable(&e))?
     };
-    let invalid =
-        || OAuthError::invalid_grant("the authorization code is invalid, expired or already used");
-    let record = match consumed {
-        Consumed::Unknown => return Err(invalid()),
-        Consumed::Reused(record) => {
-            // RFC 6749 §4.1.2 / RFC 9700 §4.2.4: revoke what the code already produced.
-            app.audit().record(
-                "code_reuse_detected",
-                Some(&record.client_id),
-                Some(&record.user_id),
-                serde_json::json!({ "grant_id": record.grant_id }),
-            );
-            app.revoke_grant(&record.grant_id)
-                .await
-                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-            return Err(invalid());
-        }
-        Consumed::Fresh(record) => record,
+    let Some(record) = found else {
+        return Err(invalid());
     };
-    // Bound to the client and the redirect URI (RFC 6749 §4.1.3).
+    if record.used_at.is_some() {
+        return Err(reused(app, &record).await);
+    }
+    // Every check before the code is spent: a request that fails here (a wrong client, a
+    // missing verifier) leaves the code to its rightful client.
     if record.client_id != client.id || now >= record.expires_at {
         return Err(invalid());
     }
@@ -80,6 +69,20 @@ pub async fn exchange(
             "no code_challenge was sent with the authorization request",
         ));
     }
+    // Spend it: of two concurrent redemptions exactly one wins.
+    let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
+    let consumed = {
+        let jti = jti.clone();
+        app.store()
+            .run(move |s| s.consume_code(&code_hash, now, &jti))
+            .await
+            .map_err(|e| OAuthError::temporarily_unavailable(&e))?
+    };
+    let record = match consumed {
+        Consumed::Fresh(record) => record,
+        Consumed::Reused(record) => return Err(reused(app, &record).await),
+        Consumed::Unknown => return Err(invalid()),
+    };
     issue_for_user(
         app,
         client,
@@ -87,6 +90,7 @@ pub async fn exchange(
             user_id: &record.user_id,
             grant_id: &record.grant_id,
             scope: &record.scope,
+            grant_scope: &record.scope,
             audience: &record.audience,
             auth_time: record.auth_time,
             nonce: record.nonce.as_deref(),
@@ -94,4 +98,18 @@ pub async fn exchange(
         },
     )
     .await
+}
+
+/// RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a second use revokes what the code already produced.
+async fn reused(app: &App, record: &crate::store::grants::CodeRecord) -> OAuthError {
+    app.audit().record(
+        "code_reuse_detected",
+        Some(&record.client_id),
+        Some(&record.user_id),
+        serde_json::json!({ "grant_id": record.grant_id }),
+    );
+    if let Err(e) = app.revoke_grant(&record.grant_id).await {
+        return OAuthError::temporarily_unavailable(&e);
+    }
+    OAuthError::invalid_grant("the authorization code is invalid, expired or already used")
 }

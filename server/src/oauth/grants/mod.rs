@@ -36,6 +36,19 @@ pub async fn token_request(
         }
     };
     let presented = client_auth::presented(authorization, params)?;
+    // Counted before authentication, so guessing a client's secret is limited too.
+    let per_minute = app.settings().token_rate_limit_per_minute;
+    if per_minute > 0 {
+        let limit = crate::limits::Limit {
+            max: per_minute,
+            window: 60,
+        };
+        let key = format!("token:{}", presented.client_id());
+        if let Err(retry_after) = app.limiter().add(&key, 1, limit, app.now()).await {
+            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "token").increment(1);
+            return Err(OAuthError::too_many_requests(retry_after));
+        }
+    }
     let client = client_auth::authenticate(app, &presented).await?;
     if !client.allows_grant(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
@@ -81,7 +94,10 @@ pub fn resolve_audience(app: &App, client: &Client, params: &Params) -> Result<S
 pub struct UserGrant<'a> {
     pub user_id: &'a str,
     pub grant_id: &'a str,
+    /// The scope of this access token (may be narrower than the grant's).
     pub scope: &'a str,
+    /// The grant's scope, kept by the rotated refresh token (RFC 6749 §6).
+    pub grant_scope: &'a str,
     pub audience: &'a str,
     pub auth_time: i64,
     pub nonce: Option<&'a str>,

@@ -25,34 +25,25 @@ pub async fn exchange(
         };
     let now = app.now();
     let token_hash = refresh_token::hash(presented);
-    let consumed = app
-        .store()
-        .run(move |s| s.consume_refresh_token(&token_hash, now))
-        .await
-        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let record = match consumed {
-        Consumed::Unknown => return Err(invalid()),
-        Consumed::Reused(record) => {
-            if record.revoked_at.is_none() {
-                app.audit().record(
-                    "refresh_reuse_detected",
-                    Some(&record.client_id),
-                    Some(&record.user_id),
-                    serde_json::json!({ "grant_id": record.grant_id }),
-                );
-            }
-            app.revoke_grant(&record.grant_id)
-                .await
-                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-            return Err(invalid());
-        }
-        Consumed::Fresh(record) => record,
+    let found = {
+        let token_hash = token_hash.clone();
+        app.store()
+            .run(move |s| s.find_refresh_token(&token_hash))
+            .await
+            .map_err(|e| OAuthError::temporarily_unavailable(&e))?
     };
+    let Some(record) = found else {
+        return Err(invalid());
+    };
+    if record.used_at.is_some() || record.revoked_at.is_some() {
+        return Err(reused(app, &record).await);
+    }
+    // Checks before the token is spent, so a failed request does not look like theft.
     if record.client_id != client.id || now >= record.expires_at {
         return Err(invalid());
     }
-    // RFC 6749 §6: the scope may be narrowed, never widened.
+    // RFC 6749 §6: the scope may be narrowed, never widened; the grant itself keeps its scope.
     let granted: Vec<String> = record
         .scope
         .split(' ')
@@ -70,6 +61,16 @@ pub async fn exchange(
         }
         _ => record.scope.clone(),
     };
+    let consumed = app
+        .store()
+        .run(move |s| s.consume_refresh_token(&token_hash, now))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    let record = match consumed {
+        Consumed::Fresh(record) => record,
+        Consumed::Reused(record) => return Err(reused(app, &record).await),
+        Consumed::Unknown => return Err(invalid()),
+    };
     let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
     issue_for_user(
         app,
@@ -78,6 +79,7 @@ pub async fn exchange(
             user_id: &record.user_id,
             grant_id: &record.grant_id,
             scope: &scope,
+            grant_scope: &record.scope,
             audience: &record.audience,
             auth_time: record.auth_time,
             nonce: None,
@@ -85,4 +87,20 @@ pub async fn exchange(
         },
     )
     .await
+}
+
+/// RFC 9700 §4.14.2: a rotated (or revoked) token presented again revokes the family.
+async fn reused(app: &App, record: &crate::store::grants::RefreshRecord) -> OAuthError {
+    if record.revoked_at.is_none() {
+        app.audit().record(
+            "refresh_reuse_detected",
+            Some(&record.client_id),
+            Some(&record.user_id),
+            serde_json::json!({ "grant_id": record.grant_id }),
+        );
+    }
+    if let Err(e) = app.revoke_grant(&record.grant_id).await {
+        return OAuthError::temporarily_unavailable(&e);
+    }
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
 }

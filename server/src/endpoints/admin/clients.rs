@@ -1,0 +1,137 @@
+//! `/admin/v1/clients`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{authorize, blocking, invalid_field, AdminError, Page};
+use crate::app::App;
+use crate::clients::{Client, CreatedClient, NewClient, SecretChoice};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    pub client_id: String,
+    pub client_name: String,
+    /// A public client (no secret).
+    #[serde(default)]
+    pub public: bool,
+    /// At least 32 characters; omitted: one is generated and returned once.
+    pub client_secret: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Public keys for private_key_jwt.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+#[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = inline(super::Paged<Client>))))]
+pub async fn list(
+    request: HttpRequest,
+    page: web::Query<Page>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let app2 = app.clone();
+    let all = blocking(move || Ok(app2.clients().list()?)).await?;
+    Ok(HttpResponse::Ok().json(page.apply(all)))
+}
+
+#[utoipa::path(operation_id = "create_clients", tag = "clients", post, path = "/admin/v1/clients", request_body = CreateClient, security(("bearer" = [])),
+    responses((status = 201, body = CreatedClient), (status = 400, description = "validation errors by field"), (status = 409)))]
+pub async fn create(
+    request: HttpRequest,
+    body: web::Json<CreateClient>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let body = body.into_inner();
+    let model = app.authorization().model();
+    for role in &body.roles {
+        if !model.role_exists(role) {
+            return Err(invalid_field("roles", format!("no role {role}")));
+        }
+    }
+    let secret = match (body.public, body.client_secret) {
+        (true, Some(_)) => {
+            return Err(invalid_field(
+                "client_secret",
+                "a public client has no secret",
+            ))
+        }
+        (true, None) => SecretChoice::Public,
+        (false, Some(secret)) => SecretChoice::Supplied(secret),
+        (false, None) => SecretChoice::Generate,
+    };
+    let new = NewClient {
+        id: body.client_id,
+        name: body.client_name,
+        secret,
+        auth_method: body.token_endpoint_auth_method,
+        grant_types: body.grant_types,
+        scopes: body.scope,
+        audiences: body.audiences,
+        redirect_uris: body.redirect_uris,
+        post_logout_redirect_uris: body.post_logout_redirect_uris,
+        roles: body.roles,
+        jwks: body.jwks.map(|j| j.to_string()),
+    };
+    let app2 = app.clone();
+    let created = blocking(move || Ok(app2.clients().create(&new)?)).await?;
+    caller.audit(
+        &app,
+        "client_created",
+        serde_json::json!({ "client_id": created.client.id }),
+    );
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(operation_id = "get_clients", tag = "clients", get, path = "/admin/v1/clients/{id}", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Client), (status = 404)))]
+pub async fn get(
+    request: HttpRequest,
+    id: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let id = id.into_inner();
+    let app2 = app.clone();
+    let found = blocking(move || {
+        Ok(app2
+            .store()
+            .find_client(&id)?
+            .ok_or_else(|| AdminError::NotFound(format!("no client {id}")))?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+#[utoipa::path(operation_id = "delete_clients", tag = "clients", delete, path = "/admin/v1/clients/{id}", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn delete(
+    request: HttpRequest,
+    id: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let id = id.into_inner();
+    let (app2, id2) = (app.clone(), id.clone());
+    blocking(move || Ok(app2.clients().delete(&id2)?)).await?;
+    caller.audit(
+        &app,
+        "client_deleted",
+        serde_json::json!({ "client_id": id }),
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,88 @@
+//! `/admin/v1/resources`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{authorize, blocking, AdminError, Page};
+use crate::app::App;
+use crate::authorization::ApiResource;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateResource {
+    pub audience: String,
+    pub name: Option<String>,
+    pub scopes: Vec<String>,
+    pub access_token_ttl: Option<i64>,
+    /// ES256 or RS256.
+    pub signing_alg: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AudienceQuery {
+    pub audience: String,
+}
+
+#[utoipa::path(operation_id = "list_resources", tag = "resources", get, path = "/admin/v1/resources", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = inline(super::Paged<ApiResource>))))]
+pub async fn list(
+    request: HttpRequest,
+    page: web::Query<Page>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let app2 = app.clone();
+    let all = blocking(move || Ok(app2.authorization().list_resources()?)).await?;
+    Ok(HttpResponse::Ok().json(page.apply(all)))
+}
+
+#[utoipa::path(operation_id = "create_resources", tag = "resources", post, path = "/admin/v1/resources", request_body = CreateResource, security(("bearer" = [])),
+    responses((status = 201, body = ApiResource), (status = 400), (status = 409)))]
+pub async fn create(
+    request: HttpRequest,
+    body: web::Json<CreateResource>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let body = body.into_inner();
+    let max = i64::try_from(app.settings().max_access_token_ttl).unwrap_or(i64::MAX);
+    let app2 = app.clone();
+    let resource = blocking(move || {
+        Ok(app2.authorization().create_resource(
+            &body.audience,
+            body.name.as_deref(),
+            &body.scopes,
+            body.access_token_ttl,
+            body.signing_alg.as_deref(),
+            max,
+        )?)
+    })
+    .await?;
+    caller.audit(
+        &app,
+        "resource_created",
+        serde_json::json!({ "audience": resource.audience, "scopes": resource.scopes }),
+    );
+    Ok(HttpResponse::Created().json(resource))
+}
+
+#[utoipa::path(operation_id = "delete_resources", tag = "resources", delete, path = "/admin/v1/resources", params(AudienceQuery), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn delete(
+    request: HttpRequest,
+    query: web::Query<AudienceQuery>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let audience = query.into_inner().audience;
+    let (app2, a) = (app.clone(), audience.clone());
+    blocking(move || Ok(app2.authorization().delete_resource(&a)?)).await?;
+    caller.audit(
+        &app,
+        "resource_deleted",
+        serde_json::json!({ "audience": audience }),
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,170 @@
+//! `/admin/v1/roles`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{authorize, blocking, invalid_field, AdminError, Page};
+use crate::app::App;
+use crate::authorization::{Holder, Role};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleScopes {
+    pub scopes: Vec<String>,
+}
+
+/// Exactly one of `user` (a username) or `client` (a client id).
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HolderRef {
+    pub user: Option<String>,
+    pub client: Option<String>,
+}
+
+impl HolderRef {
+    fn holder(self) -> Result<Holder, AdminError> {
+        match (self.user, self.client) {
+            (Some(user), None) => Ok(Holder::User(user)),
+            (None, Some(client)) => Ok(Holder::Client(client)),
+            _ => Err(invalid_field(
+                "holder",
+                "give exactly one of `user` or `client`",
+            )),
+        }
+    }
+}
+
+#[utoipa::path(operation_id = "list_roles", tag = "roles", get, path = "/admin/v1/roles", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = inline(super::Paged<Role>))))]
+pub async fn list(
+    request: HttpRequest,
+    page: web::Query<Page>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let app2 = app.clone();
+    let all = blocking(move || Ok(app2.authorization().list_roles()?)).await?;
+    Ok(HttpResponse::Ok().json(page.apply(all)))
+}
+
+#[utoipa::path(operation_id = "create_roles", tag = "roles", post, path = "/admin/v1/roles", request_body = CreateRole, security(("bearer" = [])),
+    responses((status = 201, body = Role), (status = 400), (status = 409)))]
+pub async fn create(
+    request: HttpRequest,
+    body: web::Json<CreateRole>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let body = body.into_inner();
+    let app2 = app.clone();
+    let role = blocking(move || {
+        Ok(app2
+            .authorization()
+            .create_role(&body.name, &body.description, &body.scopes)?)
+    })
+    .await?;
+    caller.audit(
+        &app,
+        "role_created",
+        serde_json::json!({ "role": role.name, "scopes": role.scopes }),
+    );
+    Ok(HttpResponse::Created().json(role))
+}
+
+#[utoipa::path(operation_id = "update_roles", tag = "roles", put, path = "/admin/v1/roles/{name}", request_body = RoleScopes, params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn update(
+    request: HttpRequest,
+    name: web::Path<String>,
+    body: web::Json<RoleScopes>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let (name, scopes) = (name.into_inner(), body.into_inner().scopes);
+    let (app2, n, s) = (app.clone(), name.clone(), scopes.clone());
+    blocking(move || Ok(app2.authorization().set_role_scopes(&n, &s)?)).await?;
+    caller.audit(
+        &app,
+        "role_updated",
+        serde_json::json!({ "role": name, "scopes": scopes }),
+    );
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(operation_id = "delete_roles", tag = "roles", delete, path = "/admin/v1/roles/{name}", params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 400, description = "built-in role"), (status = 404)))]
+pub async fn delete(
+    request: HttpRequest,
+    name: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let name = name.into_inner();
+    let (app2, n) = (app.clone(), name.clone());
+    blocking(move || Ok(app2.authorization().delete_role(&n)?)).await?;
+    caller.audit(&app, "role_deleted", serde_json::json!({ "role": name }));
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn change_holder(
+    request: HttpRequest,
+    name: String,
+    holder: HolderRef,
+    app: web::Data<App>,
+    grant: bool,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let holder = holder.holder()?;
+    let (app2, n, h) = (app.clone(), name.clone(), holder.clone());
+    let roles = blocking(move || {
+        Ok(app2
+            .authorization()
+            .set_holder(&n, &h, grant, app2.clients())?)
+    })
+    .await?;
+    let (kind, id) = match &holder {
+        Holder::User(u) => ("user", u.clone()),
+        Holder::Client(c) => ("client", c.clone()),
+    };
+    let action = if grant {
+        "role_granted"
+    } else {
+        "role_revoked"
+    };
+    caller.audit(&app, action, serde_json::json!({ "role": name, kind: id }));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "roles": roles })))
+}
+
+#[utoipa::path(operation_id = "grant_roles", tag = "roles", post, path = "/admin/v1/roles/{name}/holders", request_body = HolderRef, params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the holder's roles now"), (status = 404)))]
+pub async fn grant(
+    request: HttpRequest,
+    name: web::Path<String>,
+    body: web::Json<HolderRef>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    change_holder(request, name.into_inner(), body.into_inner(), app, true).await
+}
+
+#[utoipa::path(operation_id = "revoke_roles", tag = "roles", delete, path = "/admin/v1/roles/{name}/holders", params(("name" = String, Path), HolderRef), security(("bearer" = [])),
+    responses((status = 200, description = "the holder's roles now"), (status = 404)))]
+pub async fn revoke(
+    request: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<HolderRef>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    change_holder(request, name.into_inner(), query.into_inner(), app, false).await
+}

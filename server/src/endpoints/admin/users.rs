@@ -1,0 +1,143 @@
+//! `/admin/v1/users`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{authorize, blocking, invalid_field, AdminError, Page};
+use crate::app::App;
+use crate::users::{NewUser, User};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+#[utoipa::path(operation_id = "list_users", tag = "users", get, path = "/admin/v1/users", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = inline(super::Paged<User>))))]
+pub async fn list(
+    request: HttpRequest,
+    page: web::Query<Page>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let app2 = app.clone();
+    let all = blocking(move || Ok(app2.users().list()?)).await?;
+    Ok(HttpResponse::Ok().json(page.apply(all)))
+}
+
+#[utoipa::path(operation_id = "create_users", tag = "users", post, path = "/admin/v1/users", request_body = CreateUser, security(("bearer" = [])),
+    responses((status = 201, body = User), (status = 400), (status = 409)))]
+pub async fn create(
+    request: HttpRequest,
+    body: web::Json<CreateUser>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let body = body.into_inner();
+    let model = app.authorization().model();
+    for role in &body.roles {
+        if !model.role_exists(role) {
+            return Err(invalid_field("roles", format!("no role {role}")));
+        }
+    }
+    let new = NewUser {
+        username: body.username,
+        email: body.email,
+        name: body.name,
+        roles: body.roles,
+        password: body.password,
+    };
+    let app2 = app.clone();
+    let user = blocking(move || Ok(app2.users().create(&new)?)).await?;
+    caller.audit(
+        &app,
+        "user_created",
+        serde_json::json!({ "username": user.username }),
+    );
+    Ok(HttpResponse::Created().json(user))
+}
+
+#[utoipa::path(operation_id = "get_users", tag = "users", get, path = "/admin/v1/users/{username}", params(("username" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 404)))]
+pub async fn get(
+    request: HttpRequest,
+    username: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&request, &app).await?;
+    let username = username.into_inner();
+    let app2 = app.clone();
+    let user = blocking(move || {
+        Ok(app2
+            .store()
+            .find_user_by_username(&username)?
+            .ok_or_else(|| AdminError::NotFound(format!("no user {username}")))?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+#[utoipa::path(operation_id = "delete_users", tag = "users", delete, path = "/admin/v1/users/{username}", params(("username" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn delete(
+    request: HttpRequest,
+    username: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let username = username.into_inner();
+    let (app2, name) = (app.clone(), username.clone());
+    blocking(move || Ok(app2.users().delete(&name)?)).await?;
+    caller.audit(
+        &app,
+        "user_deleted",
+        serde_json::json!({ "username": username }),
+    );
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_disabled(
+    request: HttpRequest,
+    username: String,
+    app: web::Data<App>,
+    disabled: bool,
+) -> Result<HttpResponse, AdminError> {
+    let caller = authorize(&request, &app).await?;
+    let (app2, name) = (app.clone(), username.clone());
+    blocking(move || Ok(app2.users().set_disabled(&name, disabled)?)).await?;
+    let action = if disabled {
+        "user_disabled"
+    } else {
+        "user_enabled"
+    };
+    caller.audit(&app, action, serde_json::json!({ "username": username }));
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(operation_id = "disable_users", tag = "users", post, path = "/admin/v1/users/{username}/disable", params(("username" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn disable(
+    request: HttpRequest,
+    username: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    set_disabled(request, username.into_inner(), app, true).await
+}
+
+#[utoipa::path(operation_id = "enable_users", tag = "users", post, path = "/admin/v1/users/{username}/enable", params(("username" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+pub async fn enable(
+    request: HttpRequest,
+    username: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    set_disabled(request, username.into_inner(), app, false).await
+}

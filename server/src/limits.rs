@@ -1,0 +1,113 @@
+//! Abuse limits: fixed-window counters, in Redis when configured (shared by every instance),
+//! in this process otherwise.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+#[derive(Clone)]
+pub enum Limiter {
+    Memory(Arc<DashMap<String, (i64, u64)>>),
+    Redis(redis::aio::ConnectionManager),
+}
+
+/// A limit: at most `max` events per `window` seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub max: u64,
+    pub window: u64,
+}
+
+impl Limiter {
+    pub async fn connect(redis_url: Option<&str>) -> Result<Limiter, String> {
+        match redis_url {
+            None => Ok(Limiter::Memory(Arc::new(DashMap::new()))),
+            Some(url) => {
+                let client =
+                    redis::Client::open(url).map_err(|e| format!("setting `redis_url`: {e}"))?;
+                let manager = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    client.get_connection_manager(),
+                )
+                .await
+                .map_err(|_| "setting `redis_url`: no answer from Redis within 10 s".to_string())?
+                .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))?;
+                Ok(Limiter::Redis(manager))
+            }
+        }
+    }
+
+    fn window_of(limit: Limit, now: i64) -> (i64, u64) {
+        let window = i64::try_from(limit.window.max(1)).unwrap_or(i64::MAX);
+        let start = now - now.rem_euclid(window);
+        let retry_after = u64::try_from(start + window - now).unwrap_or(1).max(1);
+        (start, retry_after)
+    }
+
+    /// Adds `amount` (0 only reads) to the counter of `key`; `Err(retry_after)` when the
+    /// count is over the limit. A limiter that cannot be reached lets the request through.
+    pub async fn add(&self, key: &str, amount: u64, limit: Limit, now: i64) -> Result<u64, u64> {
+        let (start, retry_after) = Self::window_of(limit, now);
+        let count = match self {
+            Limiter::Memory(map) => {
+                let mut entry = map.entry(key.to_string()).or_insert((start, 0));
+                if entry.0 != start {
+                    *entry = (start, 0);
+                }
+                entry.1 += amount;
+                let count = entry.1;
+                drop(entry);
+                // Bound memory: forget keys from past windows now and then.
+                if map.len() > 100_000 {
+                    map.retain(|_, (s, _)| *s == start);
+                }
+                count
+            }
+            Limiter::Redis(manager) => {
+                let mut conn = manager.clone();
+                let redis_key = format!("portcullis:limit:{key}:{start}");
+                let result: Result<(u64, ()), _> = redis::pipe()
+                    .cmd("INCRBY")
+                    .arg(&redis_key)
+                    .arg(amount)
+                    .cmd("EXPIRE")
+                    .arg(&redis_key)
+                    .arg(limit.window.max(1) + 1)
+                    .query_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((count, ())) => count,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate limiter unavailable; allowing");
+                        0
+                    }
+                }
+            }
+        };
+        if count > limit.max {
+            Err(retry_after)
+        } else {
+            Ok(count)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_per_window_and_says_when_to_retry() {
+        let limiter = Limiter::connect(None).await.unwrap();
+        let limit = Limit { max: 2, window: 60 };
+        assert_eq!(limiter.add("k", 1, limit, 120).await, Ok(1));
+        assert_eq!(limiter.add("k", 1, limit, 130).await, Ok(2));
+        assert_eq!(limiter.add("k", 1, limit, 150).await, Err(30));
+        assert_eq!(limiter.add("other", 1, limit, 150).await, Ok(1));
+        assert_eq!(
+            limiter.add("k", 1, limit, 180).await,
+            Ok(1),
+            "a new window starts over"
+        );
+    }
+}
