@@ -39,7 +39,8 @@ pub struct RotationPolicy {
 impl RotationPolicy {
     pub fn from_settings(settings: &crate::config::Settings) -> RotationPolicy {
         let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX / 4);
-        let cache = secs(settings.jwks_max_age) + secs(settings.keyring_poll_interval);
+        // +1: the clock reads whole seconds, so a bound may be met up to a second early.
+        let cache = secs(settings.jwks_max_age) + secs(settings.keyring_poll_interval) + 1;
         RotationPolicy {
             rotation_period: secs(settings.key_rotation_period),
             publish_before_use: cache,

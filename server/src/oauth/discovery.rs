@@ -37,7 +37,8 @@ pub fn metadata(settings: &Settings) -> Value {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "access_token_signing_alg_values_supported": [settings.access_token_signing_alg.as_str()],
+        // Resources may choose either algorithm for their tokens.
+        "access_token_signing_alg_values_supported": ["ES256", "RS256"],
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,

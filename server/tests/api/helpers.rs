@@ -399,3 +399,68 @@ impl TestApp {
         })
     }
 }
+
+impl TestApp {
+    /// Runs the real `portcullis` binary against this app's database and KEK.
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env("PORTCULLIS_DATABASE_URL", &self.database.url)
+            .env("PORTCULLIS_KEY_ENCRYPTION_KEY", test_kek_base64())
+            .env("PORTCULLIS_ISSUER", &self.address)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// A client-credentials token response (asserting 200).
+    pub async fn cc_token(&self, id: &str, secret: &str, form: &[(&str, &str)]) -> Value {
+        let mut fields = vec![("grant_type", "client_credentials")];
+        fields.extend_from_slice(form);
+        let response = self.post_token(&fields, Some((id, secret))).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The new state of the keyring and authorization model after another process (the CLI)
+    /// changed the database.
+    pub fn sync(&self) {
+        self.app.sync_with_cluster().unwrap();
+    }
+
+    /// Waits until the audit log (written in batches) holds an event of `kind`.
+    pub async fn audit_events(&self, kind: &str) -> Vec<portcullis::store::audit::AuditEvent> {
+        for _ in 0..50 {
+            let query = portcullis::store::audit::AuditQuery {
+                kind: Some(kind.to_string()),
+                limit: 100,
+                ..Default::default()
+            };
+            let found = self.app.store().query_audit_events(&query).unwrap();
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Vec::new()
+    }
+}
+
+pub fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}

@@ -3,12 +3,16 @@
 
 mod helpers;
 
+mod admin_api;
+mod authorization;
 mod browser;
 mod cli;
 mod client_credentials;
 mod discovery;
 mod jwks;
+mod limits;
 mod people;
 mod people_errors;
 mod rotation;
 mod storage;
+mod token_lifecycle;

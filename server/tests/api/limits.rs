@@ -1,0 +1,188 @@
+//! Abuse limits, the audit log and metrics.
+
+use serde_json::Value;
+
+use crate::helpers::{error_of, hidden_field, spawn_app_with, Browser, Db, PASSWORD};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_are_rate_limited_per_client() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.token_rate_limit_per_minute = 3)
+        .await
+        .unwrap();
+    let secret = app.machine_client("svc", "models:read");
+    let other = app.machine_client("other", "models:read");
+    for _ in 0..3 {
+        app.cc_token("svc", &secret, &[]).await;
+    }
+    let limited = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some(("svc", &secret)),
+        )
+        .await;
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(error_of(limited).await, (429, "too_many_requests".into()));
+    // Wrong secrets count too (guessing is limited), and other clients are unaffected.
+    app.cc_token("other", &other, &[]).await;
+    app.clock.advance(60);
+    app.cc_token("svc", &secret, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_throttled_the_same_for_unknown_users_and_wrong_passwords() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.login_max_failures_per_username = 3)
+        .await
+        .unwrap();
+    app.user("ada", &[]);
+    let browser = Browser::new(&app);
+    let attempt = |user: &'static str, password: &'static str| {
+        let browser = &browser;
+        async move {
+            let page = browser.get("/login").await.text().await.unwrap();
+            let csrf = hidden_field(&page, "csrf_token");
+            browser
+                .post_form(
+                    "/login",
+                    &[
+                        ("csrf_token", &csrf),
+                        ("username", user),
+                        ("password", password),
+                    ],
+                )
+                .await
+        }
+    };
+    for user in ["ada", "nobody"] {
+        for _ in 0..3 {
+            assert_eq!(attempt(user, "wrong password").await.status(), 401);
+        }
+        let throttled = attempt(user, PASSWORD).await;
+        assert_eq!(throttled.status(), 429, "{user}");
+        assert!(throttled.headers().contains_key("retry-after"));
+    }
+    // The window passes; the right password works again.
+    app.clock.advance(app.settings.login_failure_window as i64);
+    assert_eq!(attempt("ada", PASSWORD).await.status(), 200);
+    let failures = app.audit_events("login_failed").await;
+    assert!(failures.len() >= 6);
+    assert!(failures.iter().all(|e| e.details.get("password").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_issuance_is_audited_and_measured() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await.unwrap();
+    let secret = app.machine_client("svc", "models:read");
+    let body = app.cc_token("svc", &secret, &[]).await;
+    let token = body["access_token"].as_str().unwrap();
+    let jti = crate::helpers::claims_of(token)["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = app
+        .post_token(
+            &[("grant_type", "client_credentials"), ("scope", "nope")],
+            Some(("svc", &secret)),
+        )
+        .await;
+    let events = app.audit_events("token_issued").await;
+    let event = events
+        .iter()
+        .find(|e| e.details["jti"] == jti.as_str())
+        .expect("token_issued event");
+    assert_eq!(event.client_id.as_deref(), Some("svc"));
+    assert_eq!(event.subject.as_deref(), Some("svc"));
+    assert_eq!(event.details["grant_type"], "client_credentials");
+    assert_eq!(event.details["scope"], "models:read");
+    let stored = serde_json::to_string(&events).unwrap();
+    assert!(!stored.contains(token), "the audit log never holds a token");
+    assert!(!stored.contains(&secret), "nor a secret");
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "portcullis_tokens_issued_total{grant=\"client_credentials\",client=\"svc\"}",
+        "portcullis_token_errors_total{error=\"invalid_scope\"}",
+        "portcullis_http_request_duration_seconds_bucket{endpoint=\"/token\"",
+        "portcullis_signing_key_age_seconds{alg=\"ES256\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_shared_across_instances_through_redis() {
+    let Some(redis_url) = std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI=true but PORTCULLIS_TEST_REDIS_URL is not set"
+        );
+        eprintln!("skipping shared-limit test: PORTCULLIS_TEST_REDIS_URL is not set");
+        return;
+    };
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.redis_url = Some(redis_url.clone());
+        s.token_rate_limit_per_minute = 4;
+    })
+    .await
+    .unwrap();
+    // A unique client id: the counters in Redis outlive this test.
+    let id = format!(
+        "svc{}",
+        portcullis::secrets::generate_token()
+            .unwrap()
+            .replace(['-', '_'], "")
+            .get(..8)
+            .unwrap()
+    );
+    let secret = app.machine_client(&id, "models:read");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let running = portcullis::startup::build_on(listener, app.settings.clone(), app.clock.clone())
+        .await
+        .unwrap();
+    tokio::spawn(running.server);
+    let second = format!("http://127.0.0.1:{port}/token");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let url = if i % 2 == 0 {
+            app.url("/token")
+        } else {
+            second.clone()
+        };
+        let response = app
+            .http
+            .post(url)
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    let _: Value = Value::Null;
+}
