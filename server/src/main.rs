@@ -57,7 +57,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints JSON with its id and, when generated, its secret (shown once).
-    Create(CreateClient),
+    Create(Box<CreateClient>),
     /// List clients as JSON.
     List,
     /// Delete a client.
@@ -277,7 +277,12 @@ fn serve(settings: Settings) -> Result<(), String> {
 /// Records a change made from the command line in the audit log.
 fn cli_audit(foundation: &Foundation, action: &str, details: serde_json::Value) {
     let mut details = details;
-    details["action"] = serde_json::Value::String(action.to_string());
+    if let Some(map) = details.as_object_mut() {
+        map.insert(
+            "action".into(),
+            serde_json::Value::String(action.to_string()),
+        );
+    }
     portcullis::audit::Audit::start(foundation.store.clone(), clock()).record(
         "admin_change",
         None,

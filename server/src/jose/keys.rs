@@ -100,7 +100,7 @@ pub fn thumbprint(jwk: &Value) -> Result<String, String> {
 /// A private key ready to sign. ES256 signs with ring (fastest here); RS256 with OpenSSL,
 /// whose RSA is about 2.5 times faster than ring's on this hardware (docs/performance.md).
 pub enum Signer {
-    Es256(EcdsaKeyPair),
+    Es256(Box<EcdsaKeyPair>),
     Rs256(RsaSigner),
 }
 
@@ -161,7 +161,7 @@ impl Signer {
                 der,
                 &SystemRandom::new(),
             )
-            .map(Signer::Es256)
+            .map(|pair| Signer::Es256(Box::new(pair)))
             .map_err(|e| format!("ES256 key rejected: {e}")),
             Algorithm::Rs256 => {
                 // Same acceptance rules as before the switch: ring validates the key.

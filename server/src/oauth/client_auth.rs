@@ -74,8 +74,9 @@ async fn verify_assertion(app: &App, client: &Client, assertion: &str) -> Result
     else {
         return Ok(false);
     };
-    let keys: Vec<(String, Verifier)> = jwks["keys"]
-        .as_array()
+    let keys: Vec<(String, Verifier)> = jwks
+        .get("keys")
+        .and_then(|k| k.as_array())
         .map(|keys| {
             keys.iter()
                 .filter_map(|k| {

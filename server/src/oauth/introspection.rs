@@ -10,6 +10,12 @@ use crate::clients::Client;
 use crate::error::{Challenge, OAuthError};
 use crate::tokens::refresh_token;
 
+fn set(object: &mut Value, name: &str, value: Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert(name.to_string(), value);
+    }
+}
+
 fn inactive() -> Value {
     json!({ "active": false })
 }
@@ -88,7 +94,7 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
         "roles": claims.get("roles").cloned().unwrap_or_else(|| json!([])),
     });
     match username_and_roles(app, &text("sub")).await? {
-        Some((username, _)) => out["username"] = Value::String(username),
+        Some((username, _)) => set(&mut out, "username", Value::String(username)),
         // A user token whose user is gone or disabled is no longer active.
         None if text("sub") != text("client_id") => return Ok(None),
         None => {}
@@ -126,7 +132,7 @@ async fn refresh(app: &App, caller: &Client, token: &str) -> Result<Option<Value
     let Some((username, roles)) = username_and_roles(app, &record.user_id).await? else {
         return Ok(None);
     };
-    out["username"] = Value::String(username);
-    out["roles"] = json!(roles);
+    set(&mut out, "username", Value::String(username));
+    set(&mut out, "roles", json!(roles));
     Ok(Some(out))
 }

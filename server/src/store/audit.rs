@@ -27,6 +27,9 @@ pub struct NewAuditEvent {
     pub details: String,
 }
 
+/// id, at, kind, client_id, subject, details.
+type AuditRow = (i64, i64, String, Option<String>, Option<String>, String);
+
 /// Filters for reading the log; every field narrows.
 #[derive(Debug, Default, Clone)]
 pub struct AuditQuery {
@@ -79,7 +82,7 @@ impl Store {
         if let Some(before) = query.before_id {
             select = select.filter(events::id.lt(before));
         }
-        let rows: Vec<(i64, i64, String, Option<String>, Option<String>, String)> = select
+        let rows: Vec<AuditRow> = select
             .order(events::id.desc())
             .limit(query.limit.clamp(1, 1000))
             .select((

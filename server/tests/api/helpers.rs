@@ -74,7 +74,6 @@ pub fn fresh_database(db: Db) -> Option<TestDatabase> {
                     .replace(['-', '_'], "")
                     .get(..16)
                     .unwrap()
-                    .to_string()
             );
             let mut admin = diesel::pg::PgConnection::establish(&admin_url)
                 .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));

@@ -31,7 +31,7 @@ fn redirect_error(app: &TestApp, response: &reqwest::Response) -> String {
     let query: std::collections::HashMap<String, String> =
         location.query_pairs().into_owned().collect();
     assert_eq!(query.get("iss"), Some(&app.address));
-    assert!(query.get("error_description").is_some());
+    assert!(query.contains_key("error_description"));
     assert!(!query.contains_key("code"));
     if let Some(state) = query.get("state") {
         assert_eq!(state, "xyz");

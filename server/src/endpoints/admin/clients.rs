@@ -108,10 +108,9 @@ pub async fn get(
     let id = id.into_inner();
     let app2 = app.clone();
     let found = blocking(move || {
-        Ok(app2
-            .store()
+        app2.store()
             .find_client(&id)?
-            .ok_or_else(|| AdminError::NotFound(format!("no client {id}")))?)
+            .ok_or_else(|| AdminError::NotFound(format!("no client {id}")))
     })
     .await?;
     Ok(HttpResponse::Ok().json(found))

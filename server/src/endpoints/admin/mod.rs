@@ -192,7 +192,9 @@ impl Caller {
     /// Records an admin change in the audit log.
     pub fn audit(&self, app: &App, action: &str, details: Value) {
         let mut details = details;
-        details["action"] = Value::String(action.to_string());
+        if let Some(map) = details.as_object_mut() {
+            map.insert("action".into(), Value::String(action.to_string()));
+        }
         app.audit().record(
             "admin_change",
             Some(&self.client_id),

@@ -76,10 +76,9 @@ pub async fn get(
     let username = username.into_inner();
     let app2 = app.clone();
     let user = blocking(move || {
-        Ok(app2
-            .store()
+        app2.store()
             .find_user_by_username(&username)?
-            .ok_or_else(|| AdminError::NotFound(format!("no user {username}")))?)
+            .ok_or_else(|| AdminError::NotFound(format!("no user {username}")))
     })
     .await?;
     Ok(HttpResponse::Ok().json(user))
