@@ -145,7 +145,7 @@ impl App {
                 authorization_generation: AtomicI64::new(authorization_generation),
                 redis_deny_list: std::sync::OnceLock::new(),
                 limiter: std::sync::OnceLock::new(),
-                memory_limiter: Limiter::Memory(std::sync::Arc::new(dashmap::DashMap::new())),
+                memory_limiter: Limiter::Memory(std::sync::Arc::default()),
             }),
         })
     }
@@ -258,15 +258,16 @@ impl App {
                 self.inner.clients.invalidate();
             }
             if name == AUTHORIZATION {
-                let seen = self
-                    .inner
-                    .authorization_generation
-                    .swap(generation, Ordering::SeqCst);
-                if seen != generation {
+                // Remember the generation only once its model is loaded (a failed reload is
+                // retried at the next poll).
+                if self.inner.authorization_generation.load(Ordering::SeqCst) != generation {
                     self.inner
                         .authorization
                         .reload()
                         .map_err(|e| e.to_string())?;
+                    self.inner
+                        .authorization_generation
+                        .store(generation, Ordering::SeqCst);
                 }
             }
             if name == KEYRING && generation != self.inner.keyring.current().generation {

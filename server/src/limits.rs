@@ -7,8 +7,16 @@ use dashmap::DashMap;
 
 #[derive(Clone)]
 pub enum Limiter {
-    Memory(Arc<DashMap<String, (i64, u64)>>),
+    Memory(Arc<Counters>),
     Redis(redis::aio::ConnectionManager),
+}
+
+/// In-process counters: key → (window start, count).
+#[derive(Default)]
+pub struct Counters {
+    map: DashMap<String, (i64, u64)>,
+    /// The window in which old keys were last swept out.
+    swept: std::sync::atomic::AtomicI64,
 }
 
 /// A limit: at most `max` events per `window` seconds.
@@ -21,7 +29,7 @@ pub struct Limit {
 impl Limiter {
     pub async fn connect(redis_url: Option<&str>) -> Result<Limiter, String> {
         match redis_url {
-            None => Ok(Limiter::Memory(Arc::new(DashMap::new()))),
+            None => Ok(Limiter::Memory(Arc::default())),
             Some(url) => {
                 let client =
                     redis::Client::open(url).map_err(|e| format!("setting `redis_url`: {e}"))?;
@@ -49,7 +57,8 @@ impl Limiter {
     pub async fn add(&self, key: &str, amount: u64, limit: Limit, now: i64) -> Result<u64, u64> {
         let (start, retry_after) = Self::window_of(limit, now);
         let count = match self {
-            Limiter::Memory(map) => {
+            Limiter::Memory(counters) => {
+                let map = &counters.map;
                 let mut entry = map.entry(key.to_string()).or_insert((start, 0));
                 if entry.0 != start {
                     *entry = (start, 0);
@@ -58,7 +67,14 @@ impl Limiter {
                 let count = entry.1;
                 drop(entry);
                 // Bound memory: forget keys from past windows now and then.
-                if map.len() > 100_000 {
+                // Bound memory: past a size, forget keys of past windows — at most once per
+                // window, so a map full of current keys is not swept on every request.
+                if map.len() > 100_000
+                    && counters
+                        .swept
+                        .swap(start, std::sync::atomic::Ordering::Relaxed)
+                        != start
+                {
                     map.retain(|_, (s, _)| *s == start);
                 }
                 count

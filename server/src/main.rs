@@ -231,7 +231,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(&e.to_string()),
     };
-    telemetry::init(settings.log_format);
+    let _log_flush = telemetry::init(settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Migrate => Foundation::open(&settings).map(|_| println!("migrations applied")),
@@ -423,6 +423,11 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
             users
                 .set_password(&username, &password)
                 .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_password_set",
+                serde_json::json!({ "username": username }),
+            );
             print_json(&serde_json::json!({ "password_set": username }))
         }
         UserCommand::Disable { username } => {
@@ -440,6 +445,11 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
             users
                 .set_disabled(&username, false)
                 .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_enabled",
+                serde_json::json!({ "username": username }),
+            );
             print_json(&serde_json::json!({ "enabled": username }))
         }
     }
@@ -460,20 +470,36 @@ fn role(settings: Settings, command: RoleCommand) -> Result<(), String> {
             name,
             scopes,
             description,
-        } => print_json(
-            &authorization
+        } => {
+            let role = authorization
                 .create_role(&name, &description, &scopes)
-                .map_err(text)?,
-        ),
+                .map_err(text)?;
+            cli_audit(
+                &foundation,
+                "role_created",
+                serde_json::json!({ "role": role.name, "scopes": role.scopes }),
+            );
+            print_json(&role)
+        }
         RoleCommand::Update { name, scopes } => {
             authorization
                 .set_role_scopes(&name, &scopes)
                 .map_err(text)?;
+            cli_audit(
+                &foundation,
+                "role_updated",
+                serde_json::json!({ "role": name, "scopes": scopes }),
+            );
             print_json(&serde_json::json!({ "updated": name }))
         }
         RoleCommand::List => print_json(&authorization.list_roles().map_err(text)?),
         RoleCommand::Delete { name } => {
             authorization.delete_role(&name).map_err(text)?;
+            cli_audit(
+                &foundation,
+                "role_deleted",
+                serde_json::json!({ "role": name }),
+            );
             print_json(&serde_json::json!({ "deleted": name }))
         }
         RoleCommand::Grant { name, holder: h } => {
@@ -481,6 +507,11 @@ fn role(settings: Settings, command: RoleCommand) -> Result<(), String> {
             let roles = authorization
                 .set_holder(&name, &holder(h), true, &registry)
                 .map_err(text)?;
+            cli_audit(
+                &foundation,
+                "role_granted",
+                serde_json::json!({ "role": name, "roles": roles }),
+            );
             print_json(&serde_json::json!({ "roles": roles }))
         }
         RoleCommand::Revoke { name, holder: h } => {
@@ -488,6 +519,11 @@ fn role(settings: Settings, command: RoleCommand) -> Result<(), String> {
             let roles = authorization
                 .set_holder(&name, &holder(h), false, &registry)
                 .map_err(text)?;
+            cli_audit(
+                &foundation,
+                "role_revoked",
+                serde_json::json!({ "role": name, "roles": roles }),
+            );
             print_json(&serde_json::json!({ "roles": roles }))
         }
     }
@@ -506,22 +542,31 @@ fn resource(settings: Settings, command: ResourceCommand) -> Result<(), String> 
             signing_alg,
         } => {
             let max = i64::try_from(settings.max_access_token_ttl).unwrap_or(i64::MAX);
-            print_json(
-                &authorization
-                    .create_resource(
-                        &audience,
-                        name.as_deref(),
-                        &scopes,
-                        access_token_ttl,
-                        signing_alg.as_deref(),
-                        max,
-                    )
-                    .map_err(text)?,
-            )
+            let resource = authorization
+                .create_resource(
+                    &audience,
+                    name.as_deref(),
+                    &scopes,
+                    access_token_ttl,
+                    signing_alg.as_deref(),
+                    max,
+                )
+                .map_err(text)?;
+            cli_audit(
+                &foundation,
+                "resource_created",
+                serde_json::json!({ "audience": resource.audience, "scopes": resource.scopes }),
+            );
+            print_json(&resource)
         }
         ResourceCommand::List => print_json(&authorization.list_resources().map_err(text)?),
         ResourceCommand::Delete { audience } => {
             authorization.delete_resource(&audience).map_err(text)?;
+            cli_audit(
+                &foundation,
+                "resource_deleted",
+                serde_json::json!({ "audience": audience }),
+            );
             print_json(&serde_json::json!({ "deleted": audience }))
         }
     }

@@ -278,9 +278,18 @@ impl AuthorizationService {
         grant: bool,
         clients: &crate::clients::ClientRegistry,
     ) -> Result<Vec<String>, AuthorizationError> {
-        if grant && !self.model().role_exists(role) {
+        let exists = self.model().role_exists(role);
+        if grant && !exists {
             return Err(AuthorizationError::NotFound(format!("role {role}")));
         }
+        // Revoking a role that neither exists nor is held is an error too.
+        let check_held = |roles: &[String]| {
+            if !grant && !exists && !roles.iter().any(|r| r == role) {
+                Err(AuthorizationError::NotFound(format!("role {role}")))
+            } else {
+                Ok(())
+            }
+        };
         let change = |mut roles: Vec<String>| {
             roles.retain(|r| r != role);
             if grant {
@@ -304,6 +313,7 @@ impl AuthorizationService {
                     .store
                     .find_client(id)?
                     .ok_or_else(|| AuthorizationError::NotFound(format!("client {id}")))?;
+                check_held(&client.roles)?;
                 let roles = change(client.roles);
                 clients.set_roles(id, &roles).map_err(|e| match e {
                     crate::clients::RegistryError::Store(s) => AuthorizationError::Store(s),

@@ -92,11 +92,25 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Roles held by the client itself (its permissions for client credentials).
     pub roles: Vec<String>,
-    /// Public keys for `private_key_jwt` (a JWKS document).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Public keys for `private_key_jwt` (a JWKS document, shown as JSON).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "jwks_as_json"
+    )]
+    #[schema(value_type = Option<Object>)]
     pub jwks: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+fn jwks_as_json<S: serde::Serializer>(
+    jwks: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let parsed = jwks
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok());
+    serde::Serialize::serialize(&parsed, serializer)
 }
 
 impl Client {

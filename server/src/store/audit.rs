@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::db::AnyConnection;
 use super::schema::audit_events as events;
 use super::{Store, StoreError};
 
@@ -19,6 +20,7 @@ pub struct AuditEvent {
 
 #[derive(Insertable)]
 #[diesel(table_name = events)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
     pub at: i64,
     pub kind: String,
@@ -50,15 +52,23 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        // One transaction per batch: one commit (and fsync) for many rows.
-        conn.transaction(|conn| {
-            for event in batch {
-                diesel::insert_into(events::table)
-                    .values(event)
-                    .execute(conn)?;
+        // Multi-row INSERTs (diesel's MultiConnection has no batch insert, so per backend);
+        // chunks keep each under SQLite's bound-parameter limit.
+        for chunk in batch.chunks(500) {
+            match &mut *conn {
+                AnyConnection::Sqlite(lite) => {
+                    diesel::insert_into(events::table)
+                        .values(chunk)
+                        .execute(lite)?;
+                }
+                AnyConnection::Postgresql(pg) => {
+                    diesel::insert_into(events::table)
+                        .values(chunk)
+                        .execute(pg)?;
+                }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Newest first.

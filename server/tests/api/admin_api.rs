@@ -287,6 +287,24 @@ async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
     let bad = get("/audit-events?since=yesterday").await.unwrap();
     assert_eq!(bad.status(), 400);
 
+    // Authentication comes before validation; responses are not cacheable; keys come back as JSON.
+    let anonymous = app
+        .http
+        .post(url("/clients"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let listed = get("/clients").await.unwrap();
+    assert_eq!(listed.headers()["cache-control"], "no-store");
+    // A token stops working when its subject loses the admin role.
+    app.cli(&["role", "revoke", "admin", "--client", "admin-bot"]);
+    app.sync();
+    let revoked = get("/clients").await.unwrap();
+    assert_eq!(revoked.status(), 401, "the admin role was revoked");
+
     // The OpenAPI document describes these paths.
     let spec: Value = app
         .http

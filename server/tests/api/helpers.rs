@@ -438,19 +438,29 @@ impl TestApp {
 
     /// Waits until the audit log (written in batches) holds an event of `kind`.
     pub async fn audit_events(&self, kind: &str) -> Vec<portcullis::store::audit::AuditEvent> {
+        self.audit_events_at_least(kind, 1).await
+    }
+
+    /// Waits until the audit log holds at least `count` events of `kind`.
+    pub async fn audit_events_at_least(
+        &self,
+        kind: &str,
+        count: usize,
+    ) -> Vec<portcullis::store::audit::AuditEvent> {
+        let mut found = Vec::new();
         for _ in 0..50 {
             let query = portcullis::store::audit::AuditQuery {
                 kind: Some(kind.to_string()),
                 limit: 100,
                 ..Default::default()
             };
-            let found = self.app.store().query_audit_events(&query).unwrap();
-            if !found.is_empty() {
+            found = self.app.store().query_audit_events(&query).unwrap();
+            if found.len() >= count {
                 return found;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        Vec::new()
+        found
     }
 }
 

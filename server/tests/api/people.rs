@@ -235,7 +235,18 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
         .await;
     assert_eq!(error_of(wide).await, (400, "invalid_scope".into()));
 
-    // Reusing r1 (already rotated) is theft: invalid_grant, and r2 dies with it.
+    // The narrowing applied to that access token only: the grant keeps its scope.
+    let third = client
+        .exchange_refresh_token(&r2)
+        .unwrap()
+        .request_async(&app.http)
+        .await
+        .expect("refresh with the rotated token");
+    let (_, claims) = verify_with_jwks(third.access_token().secret(), &app.jwks().await).unwrap();
+    assert_eq!(claims["scope"], "openid offline_access models:read");
+    let r2 = third.refresh_token().expect("rotated again").clone();
+
+    // Reusing r1 (already rotated) is theft: invalid_grant, and the family dies with it.
     let reuse = app
         .post_token(
             &[
@@ -246,8 +257,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
         )
         .await;
     assert_eq!(error_of(reuse).await, (400, "invalid_grant".into()));
-    // r2 survived the refused widening (checks come before a token is spent), but the reuse
-    // of r1 revoked the whole family, r2 included.
+    // The live token of the family is revoked too.
     let dead = app
         .post_token(
             &[

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{authorize, blocking, AdminError};
+use super::{blocking, caller_of, AdminError};
 use crate::app::App;
 use crate::store::audit::{AuditEvent, AuditQuery};
 
@@ -39,7 +39,7 @@ pub async fn list(
     filter: web::Query<AuditFilter>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let filter = filter.into_inner();
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let query = AuditQuery {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{authorize, blocking, invalid_field, AdminError, Page};
+use super::{blocking, caller_of, invalid_field, AdminError, Page};
 use crate::app::App;
 use crate::clients::{Client, CreatedClient, NewClient, SecretChoice};
 
@@ -42,7 +42,7 @@ pub async fn list(
     page: web::Query<Page>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let app2 = app.clone();
     let all = blocking(move || Ok(app2.clients().list()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
@@ -55,7 +55,7 @@ pub async fn create(
     body: web::Json<CreateClient>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let body = body.into_inner();
     let model = app.authorization().model();
     for role in &body.roles {
@@ -104,7 +104,7 @@ pub async fn get(
     id: web::Path<String>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let id = id.into_inner();
     let app2 = app.clone();
     let found = blocking(move || {
@@ -123,7 +123,7 @@ pub async fn delete(
     id: web::Path<String>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let id = id.into_inner();
     let (app2, id2) = (app.clone(), id.clone());
     blocking(move || Ok(app2.clients().delete(&id2)?)).await?;

@@ -182,10 +182,80 @@ pub async fn authorize(request: &HttpRequest, app: &App) -> Result<Caller, Admin
             Challenge::Bearer,
         ));
     }
-    Ok(Caller {
-        subject: text("sub"),
-        client_id: text("client_id"),
-    })
+    let (subject, client_id) = (text("sub"), text("client_id"));
+    // The token outlives nothing: the subject must still exist, be enabled, and hold a role
+    // that grants the admin scope.
+    let roles = if subject == client_id {
+        let client = app
+            .clients()
+            .find(&client_id)
+            .await
+            .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+        client.map(|c| c.roles.clone())
+    } else {
+        let sub = subject.clone();
+        app.store()
+            .run(move |s| s.find_user(&sub))
+            .await?
+            .filter(|u| !u.disabled)
+            .map(|u| u.roles)
+    };
+    let still_admin = roles.is_some_and(|roles| {
+        app.authorization()
+            .model()
+            .permitted_by(&roles)
+            .contains(ADMIN_SCOPE)
+    });
+    if !still_admin {
+        return Err(bearer(
+            ErrorCode::InvalidToken,
+            "the token's subject is no longer an administrator",
+            Challenge::Bearer,
+        ));
+    }
+    Ok(Caller { subject, client_id })
+}
+
+/// The caller the admin middleware authenticated.
+pub fn caller_of(request: &HttpRequest) -> Result<Caller, AdminError> {
+    use actix_web::HttpMessage;
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| Caller {
+            subject: c.subject.clone(),
+            client_id: c.client_id.clone(),
+        })
+        .ok_or_else(|| AdminError::Unavailable("admin request without a caller".into()))
+}
+
+/// Authenticates every admin request before its body or query is read, so unauthenticated
+/// callers learn nothing from validation errors.
+async fn require_admin(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    if request.path().ends_with("/openapi.json") {
+        return next.call(request).await;
+    }
+    let Some(app) = request.app_data::<web::Data<App>>().cloned() else {
+        return Ok(request.into_response(
+            AdminError::Unavailable("no application state".into()).error_response(),
+        ));
+    };
+    match authorize(request.request(), &app).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            let mut response = next.call(request).await?;
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            Ok(response)
+        }
+        Err(e) => Ok(request.into_response(e.error_response())),
+    }
 }
 
 impl Caller {
@@ -313,6 +383,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .into()
             }))
+            .wrap(actix_web::middleware::from_fn(require_admin))
             .route("/openapi.json", web::get().to(openapi))
             .route("/clients", web::get().to(clients::list))
             .route("/clients", web::post().to(clients::create))

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{authorize, blocking, AdminError, Page};
+use super::{blocking, caller_of, AdminError, Page};
 use crate::app::App;
 use crate::authorization::ApiResource;
 
@@ -32,7 +32,7 @@ pub async fn list(
     page: web::Query<Page>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let app2 = app.clone();
     let all = blocking(move || Ok(app2.authorization().list_resources()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
@@ -45,7 +45,7 @@ pub async fn create(
     body: web::Json<CreateResource>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let body = body.into_inner();
     let max = i64::try_from(app.settings().max_access_token_ttl).unwrap_or(i64::MAX);
     let app2 = app.clone();
@@ -75,7 +75,7 @@ pub async fn delete(
     query: web::Query<AudienceQuery>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let audience = query.into_inner().audience;
     let (app2, a) = (app.clone(), audience.clone());
     blocking(move || Ok(app2.authorization().delete_resource(&a)?)).await?;

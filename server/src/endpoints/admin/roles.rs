@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{authorize, blocking, invalid_field, AdminError, Page};
+use super::{blocking, caller_of, invalid_field, AdminError, Page};
 use crate::app::App;
 use crate::authorization::{Holder, Role};
 
@@ -53,7 +53,7 @@ pub async fn list(
     page: web::Query<Page>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let app2 = app.clone();
     let all = blocking(move || Ok(app2.authorization().list_roles()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
@@ -66,7 +66,7 @@ pub async fn create(
     body: web::Json<CreateRole>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let body = body.into_inner();
     let app2 = app.clone();
     let role = blocking(move || {
@@ -91,7 +91,7 @@ pub async fn update(
     body: web::Json<RoleScopes>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let (name, scopes) = (name.into_inner(), body.into_inner().scopes);
     let (app2, n, s) = (app.clone(), name.clone(), scopes.clone());
     blocking(move || Ok(app2.authorization().set_role_scopes(&n, &s)?)).await?;
@@ -110,7 +110,7 @@ pub async fn delete(
     name: web::Path<String>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let name = name.into_inner();
     let (app2, n) = (app.clone(), name.clone());
     blocking(move || Ok(app2.authorization().delete_role(&n)?)).await?;
@@ -125,7 +125,7 @@ async fn change_holder(
     app: web::Data<App>,
     grant: bool,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let holder = holder.holder()?;
     let (app2, n, h) = (app.clone(), name.clone(), holder.clone());
     let roles = blocking(move || {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{authorize, blocking, invalid_field, AdminError, Page};
+use super::{blocking, caller_of, invalid_field, AdminError, Page};
 use crate::app::App;
 use crate::users::{NewUser, User};
 
@@ -27,7 +27,7 @@ pub async fn list(
     page: web::Query<Page>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let app2 = app.clone();
     let all = blocking(move || Ok(app2.users().list()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
@@ -40,7 +40,7 @@ pub async fn create(
     body: web::Json<CreateUser>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let body = body.into_inner();
     let model = app.authorization().model();
     for role in &body.roles {
@@ -72,7 +72,7 @@ pub async fn get(
     username: web::Path<String>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&request, &app).await?;
+    caller_of(&request)?;
     let username = username.into_inner();
     let app2 = app.clone();
     let user = blocking(move || {
@@ -91,7 +91,7 @@ pub async fn delete(
     username: web::Path<String>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let username = username.into_inner();
     let (app2, name) = (app.clone(), username.clone());
     blocking(move || Ok(app2.users().delete(&name)?)).await?;
@@ -109,7 +109,7 @@ async fn set_disabled(
     app: web::Data<App>,
     disabled: bool,
 ) -> Result<HttpResponse, AdminError> {
-    let caller = authorize(&request, &app).await?;
+    let caller = caller_of(&request)?;
     let (app2, name) = (app.clone(), username.clone());
     blocking(move || Ok(app2.users().set_disabled(&name, disabled)?)).await?;
     let action = if disabled {

@@ -176,31 +176,32 @@ pub async fn issue_for_user(
     } else {
         None
     };
-    let refresh_token =
-        if client.allows_grant(GrantType::RefreshToken) && scopes.contains(&"offline_access") {
-            let token = refresh::generate().map_err(|e| OAuthError::server_error(&e))?;
-            let record = crate::store::grants::RefreshRecord {
-                token_hash: refresh::hash(&token),
-                grant_id: grant.grant_id.to_string(),
-                client_id: client.id.clone(),
-                user_id: user.id.clone(),
-                scope: grant.scope.to_string(),
-                audience: grant.audience.to_string(),
-                auth_time: grant.auth_time,
-                created_at: now,
-                expires_at: now + i64::try_from(settings.refresh_token_ttl).unwrap_or(86400),
-                used_at: None,
-                revoked_at: None,
-                access_token_jti: Some(grant.jti.to_string()),
-            };
-            app.store()
-                .run(move |s| s.insert_refresh_token(&record))
-                .await
-                .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-            Some(token)
-        } else {
-            None
+    // The grant (not this narrower request) decides whether refreshing goes on.
+    let offline = grant.grant_scope.split(' ').any(|s| s == "offline_access");
+    let refresh_token = if client.allows_grant(GrantType::RefreshToken) && offline {
+        let token = refresh::generate().map_err(|e| OAuthError::server_error(&e))?;
+        let record = crate::store::grants::RefreshRecord {
+            token_hash: refresh::hash(&token),
+            grant_id: grant.grant_id.to_string(),
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
+            scope: grant.grant_scope.to_string(),
+            audience: grant.audience.to_string(),
+            auth_time: grant.auth_time,
+            created_at: now,
+            expires_at: now + i64::try_from(settings.refresh_token_ttl).unwrap_or(86400),
+            used_at: None,
+            revoked_at: None,
+            access_token_jti: Some(grant.jti.to_string()),
         };
+        app.store()
+            .run(move |s| s.insert_refresh_token(&record))
+            .await
+            .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+        Some(token)
+    } else {
+        None
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
