@@ -7,6 +7,11 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc: fewer cycles and less lock contention than glibc malloc on the token path
+/// (measured in docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use portcullis::app::Foundation;
 use portcullis::clients::{NewClient, SecretChoice};
 use portcullis::clock::{SharedClock, SystemClock};

@@ -71,7 +71,8 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub struct PasswordPolicy {
     params: Params,
     /// Verified against when the username is unknown, so both cases cost the same time.
-    dummy_hash: String,
+    /// Made on first use: hashing costs ~19 MiB and tens of milliseconds.
+    dummy_hash: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl PasswordPolicy {
@@ -82,12 +83,10 @@ impl PasswordPolicy {
     ) -> Result<PasswordPolicy, String> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| format!("settings `password_hash_*`: {e}"))?;
-        let mut policy = PasswordPolicy {
+        Ok(PasswordPolicy {
             params,
-            dummy_hash: String::new(),
-        };
-        policy.dummy_hash = policy.hash("portcullis-dummy-password")?;
-        Ok(policy)
+            dummy_hash: std::sync::Arc::default(),
+        })
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -246,12 +245,18 @@ impl UserService {
     /// users, wrong passwords and disabled accounts are indistinguishable to the caller.
     pub fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
         let user = self.store.find_user_by_username(username.trim())?;
-        let hash = user
-            .as_ref()
-            .map_or(self.passwords.dummy_hash.as_str(), |u| {
-                u.password_hash.as_str()
-            });
-        let ok = self.passwords.verify(password, hash);
+        let ok = match &user {
+            Some(u) => self.passwords.verify(password, &u.password_hash),
+            None => {
+                let dummy = self.passwords.dummy_hash.get_or_init(|| {
+                    self.passwords
+                        .hash("portcullis-dummy-password")
+                        .unwrap_or_default()
+                });
+                self.passwords.verify(password, dummy);
+                false
+            }
+        };
         Ok(user.filter(|u| ok && !u.disabled))
     }
 
