@@ -11,6 +11,7 @@ pub mod error;
 pub mod jose;
 pub mod limits;
 pub mod oauth;
+pub mod redis_link;
 pub mod routes;
 pub mod secrets;
 pub mod session;

@@ -27,24 +27,6 @@ pub struct Limit {
 }
 
 impl Limiter {
-    pub async fn connect(redis_url: Option<&str>) -> Result<Limiter, String> {
-        match redis_url {
-            None => Ok(Limiter::Memory(Arc::default())),
-            Some(url) => {
-                let client =
-                    redis::Client::open(url).map_err(|e| format!("setting `redis_url`: {e}"))?;
-                let manager = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    client.get_connection_manager(),
-                )
-                .await
-                .map_err(|_| "setting `redis_url`: no answer from Redis within 10 s".to_string())?
-                .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))?;
-                Ok(Limiter::Redis(manager))
-            }
-        }
-    }
-
     fn window_of(limit: Limit, now: i64) -> (i64, u64) {
         let window = i64::try_from(limit.window.max(1)).unwrap_or(i64::MAX);
         let start = now - now.rem_euclid(window);
@@ -114,7 +96,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_per_window_and_says_when_to_retry() {
-        let limiter = Limiter::connect(None).await.unwrap();
+        let limiter = Limiter::Memory(Arc::default());
         let limit = Limit { max: 2, window: 60 };
         assert_eq!(limiter.add("k", 1, limit, 120).await, Ok(1));
         assert_eq!(limiter.add("k", 1, limit, 130).await, Ok(2));

@@ -105,6 +105,9 @@ struct CreateClient {
     /// A JWKS file with the client's public keys (selects private_key_jwt).
     #[arg(long)]
     jwks_file: Option<PathBuf>,
+    /// ES256 or RS256 for this client's ID tokens (default: the server setting).
+    #[arg(long)]
+    id_token_signed_response_alg: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -347,6 +350,7 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     post_logout_redirect_uris: args.post_logout_redirect_uris,
                     roles: args.roles,
                     jwks,
+                    id_token_signed_response_alg: args.id_token_signed_response_alg,
                 })
                 .map_err(|e| e.to_string())?;
             cli_audit(

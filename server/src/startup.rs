@@ -64,15 +64,10 @@ pub async fn build_on(
     )));
     let data = web::Data::new(app.clone());
     let sessions = crate::session::SessionBackend::connect(settings.redis_url.as_deref()).await?;
-    if settings.redis_url.is_some() {
-        app.use_limiter(crate::limits::Limiter::connect(settings.redis_url.as_deref()).await?);
-        app.use_deny_list(
-            crate::tokens::deny_list::DenyList::connect(
-                app.store().clone(),
-                settings.redis_url.as_deref(),
-            )
-            .await?,
-        );
+    if let Some(url) = settings.redis_url.as_deref() {
+        let redis = crate::redis_link::connect(url).await?;
+        app.use_limiter(crate::limits::Limiter::Redis(redis.clone()));
+        app.use_deny_list(crate::tokens::deny_list::DenyList::Redis(redis));
     }
     let cookie_key = actix_web::cookie::Key::from(&app.cookie_key());
     let cookie_secure = settings.issuer_is_https();

@@ -99,6 +99,9 @@ pub struct Client {
     )]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<String>,
+    /// The algorithm of this client's ID tokens (default: the `id_token_signing_alg` setting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<crate::jose::Algorithm>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -146,6 +149,8 @@ pub struct NewClient {
     pub roles: Vec<String>,
     /// A JWKS document with the client's public keys (`private_key_jwt`).
     pub jwks: Option<String>,
+    /// `ES256` or `RS256`; none: the server default.
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 #[derive(Debug)]
@@ -253,6 +258,15 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         (Some(_), _) => return Err(invalid("jwks", "keys are only used with private_key_jwt")),
         (None, _) => None,
     };
+    let id_token_signed_response_alg = match new.id_token_signed_response_alg.as_deref() {
+        None => None,
+        Some(text) => Some(crate::jose::Algorithm::parse(text).ok_or_else(|| {
+            invalid(
+                "id_token_signed_response_alg",
+                format!("`{text}` is not ES256 or RS256"),
+            )
+        })?),
+    };
     let roles = split_values(&new.roles);
     if let Some(bad) = roles.iter().find(|r| !is_scope_token(r)) {
         return Err(invalid(
@@ -323,6 +337,7 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         post_logout_redirect_uris,
         roles,
         jwks,
+        id_token_signed_response_alg,
         created_at: now,
         updated_at: now,
     })
@@ -485,6 +500,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             roles: vec![],
             jwks: None,
+            id_token_signed_response_alg: None,
         }
     }
 

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::cluster_state::{self, AUTHORIZATION};
 use super::schema::{api_resources, roles, users};
-use super::{decode_list, encode_list, Store, StoreError};
+use super::{conflict_or_query, decode_list, encode_list, Store, StoreError};
 use crate::authorization::{ApiResource, Role};
 use crate::jose::Algorithm;
 
@@ -28,16 +28,6 @@ struct ResourceRow {
     signing_alg: Option<String>,
     created_at: i64,
     updated_at: i64,
-}
-
-fn conflict(e: diesel::result::Error, what: String) -> StoreError {
-    match e {
-        diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ) => StoreError::Conflict(what),
-        other => StoreError::Query(other),
-    }
 }
 
 impl Store {
@@ -72,7 +62,7 @@ impl Store {
             diesel::insert_into(roles::table)
                 .values(&row)
                 .execute(conn)
-                .map_err(|e| conflict(e, format!("role {}", row.name)))?;
+                .map_err(|e| conflict_or_query(e, format!("role {}", row.name)))?;
             cluster_state::bump(conn, AUTHORIZATION)
         })
     }
@@ -158,7 +148,7 @@ impl Store {
             diesel::insert_into(api_resources::table)
                 .values(&row)
                 .execute(conn)
-                .map_err(|e| conflict(e, format!("resource {}", row.audience)))?;
+                .map_err(|e| conflict_or_query(e, format!("resource {}", row.audience)))?;
             cluster_state::bump(conn, AUTHORIZATION)
         })
     }

@@ -23,6 +23,7 @@ struct ClientRow {
     updated_at: i64,
     roles: String,
     jwks: Option<String>,
+    id_token_signed_response_alg: Option<String>,
 }
 
 impl ClientRow {
@@ -46,6 +47,9 @@ impl ClientRow {
             updated_at: client.updated_at,
             roles: encode_list(&client.roles),
             jwks: client.jwks.clone(),
+            id_token_signed_response_alg: client
+                .id_token_signed_response_alg
+                .map(|a| a.as_str().to_string()),
         }
     }
 
@@ -73,6 +77,12 @@ impl ClientRow {
             )?,
             roles: decode_list("roles", &self.roles)?,
             jwks: self.jwks,
+            id_token_signed_response_alg: match self.id_token_signed_response_alg.as_deref() {
+                None => None,
+                Some(a) => Some(crate::jose::Algorithm::parse(a).ok_or_else(|| {
+                    StoreError::Corrupt(format!("client {}: id token alg {a}", self.id))
+                })?),
+            },
             id: self.id,
             name: self.name,
             secret_hash: self.secret_hash,
@@ -94,13 +104,7 @@ impl Store {
             diesel::insert_into(clients::table)
                 .values(&row)
                 .execute(conn)
-                .map_err(|e| match e {
-                    diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    ) => StoreError::Conflict(format!("client {}", row.id)),
-                    other => StoreError::Query(other),
-                })?;
+                .map_err(|e| super::conflict_or_query(e, format!("client {}", row.id)))?;
             cluster_state::bump(conn, CLIENTS)
         })
     }

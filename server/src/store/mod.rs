@@ -99,6 +99,17 @@ impl Store {
     }
 }
 
+/// A unique-key violation is a `Conflict` naming `what`; anything else a query error.
+pub(crate) fn conflict_or_query(e: diesel::result::Error, what: String) -> StoreError {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => StoreError::Conflict(what),
+        other => StoreError::Query(other),
+    }
+}
+
 /// Lists are stored as JSON arrays of strings in TEXT columns (portable across backends).
 pub(crate) fn encode_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())

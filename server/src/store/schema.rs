@@ -15,6 +15,7 @@ diesel::table! {
         updated_at -> BigInt,
         roles -> Text,
         jwks -> Nullable<Text>,
+        id_token_signed_response_alg -> Nullable<Text>,
     }
 }
 

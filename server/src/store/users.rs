@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::schema::{consents, users};
-use super::{decode_list, encode_list, Store, StoreError};
+use super::{conflict_or_query, decode_list, encode_list, Store, StoreError};
 use crate::users::User;
 
 #[derive(Queryable, Insertable, Selectable, AsChangeset)]
@@ -38,16 +38,6 @@ impl UserRow {
     }
 }
 
-fn unique_violation(e: diesel::result::Error, what: String) -> StoreError {
-    match e {
-        diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ) => StoreError::Conflict(what),
-        other => StoreError::Query(other),
-    }
-}
-
 impl Store {
     pub fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let row = UserRow {
@@ -65,7 +55,7 @@ impl Store {
         diesel::insert_into(users::table)
             .values(&row)
             .execute(&mut self.conn()?)
-            .map_err(|e| unique_violation(e, format!("user {}", user.username)))?;
+            .map_err(|e| conflict_or_query(e, format!("user {}", user.username)))?;
         Ok(())
     }
 

@@ -12,24 +12,6 @@ pub enum DenyList {
 const PREFIX: &str = "portcullis:denied:";
 
 impl DenyList {
-    pub async fn connect(store: Store, redis_url: Option<&str>) -> Result<DenyList, String> {
-        match redis_url {
-            None => Ok(DenyList::Database(store)),
-            Some(url) => {
-                let client =
-                    redis::Client::open(url).map_err(|e| format!("setting `redis_url`: {e}"))?;
-                let manager = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    client.get_connection_manager(),
-                )
-                .await
-                .map_err(|_| "setting `redis_url`: no answer from Redis within 10 s".to_string())?
-                .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))?;
-                Ok(DenyList::Redis(manager))
-            }
-        }
-    }
-
     /// Denies `jti` until `expires_at` (after which the token is dead anyway).
     pub async fn deny(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
         match self {

@@ -23,6 +23,7 @@ async fn admin_token(app: &TestApp) -> (String, String) {
         post_logout_redirect_uris: vec![],
         roles: vec!["admin".into()],
         jwks: None,
+        id_token_signed_response_alg: None,
     });
     let body = app
         .cc_token(

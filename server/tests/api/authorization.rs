@@ -246,6 +246,7 @@ async fn users_get_what_their_roles_permit() {
         post_logout_redirect_uris: vec![],
         roles: vec![],
         jwks: None,
+        id_token_signed_response_alg: None,
     });
     app.user("ada", &["ml-user"]);
     let browser = crate::helpers::Browser::new(&app);

@@ -74,6 +74,7 @@ async fn chromium_signs_in_consents_and_returns_with_a_code() {
         post_logout_redirect_uris: vec![],
         roles: vec![],
         jwks: None,
+        id_token_signed_response_alg: None,
     });
     app.user("grace", &["user"]);
 

@@ -102,6 +102,7 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         post_logout_redirect_uris: vec![],
         roles: vec![],
         jwks: None,
+        id_token_signed_response_alg: None,
     });
     assert!(secret.is_empty(), "a supplied secret is not echoed");
     let client = BasicClient::new(ClientId::new("poster".into()))
@@ -163,6 +164,7 @@ async fn every_token_endpoint_error_is_an_rfc6749_json_error(db: Db) {
         post_logout_redirect_uris: vec![],
         roles: vec![],
         jwks: None,
+        id_token_signed_response_alg: None,
     });
     let basic = Some(("svc", secret.as_str()));
     let cc = ("grant_type", "client_credentials");

@@ -180,6 +180,7 @@ impl TestApp {
             post_logout_redirect_uris: vec![],
             roles: vec![],
             jwks: None,
+            id_token_signed_response_alg: None,
         })
     }
 
@@ -395,6 +396,7 @@ impl TestApp {
             post_logout_redirect_uris: vec!["http://127.0.0.1:9/signed-out".into()],
             roles: vec![],
             jwks: None,
+            id_token_signed_response_alg: None,
         })
     }
 }
@@ -472,4 +474,23 @@ pub fn claims_of(token: &str) -> Value {
             .unwrap(),
     )
     .unwrap()
+}
+
+/// The test Redis URL. In CI its absence fails the test; elsewhere the test is skipped with a
+/// message (`None`).
+pub fn redis_url_or_skip(what: &str) -> Option<String> {
+    match std::env::var("PORTCULLIS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => Some(url),
+        None => {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+                "CI=true but PORTCULLIS_TEST_REDIS_URL is not set: the Redis tests must run in CI"
+            );
+            eprintln!("skipping {what}: PORTCULLIS_TEST_REDIS_URL is not set (./scripts/test starts Redis)");
+            None
+        }
+    }
 }

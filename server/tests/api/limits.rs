@@ -123,15 +123,7 @@ async fn token_issuance_is_audited_and_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_shared_across_instances_through_redis() {
-    let Some(redis_url) = std::env::var("PORTCULLIS_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-            "CI=true but PORTCULLIS_TEST_REDIS_URL is not set"
-        );
-        eprintln!("skipping shared-limit test: PORTCULLIS_TEST_REDIS_URL is not set");
+    let Some(redis_url) = crate::helpers::redis_url_or_skip("the shared-limit test") else {
         return;
     };
     let app = spawn_app_with(Db::Sqlite, |s| {

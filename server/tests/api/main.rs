@@ -15,4 +15,5 @@ mod people;
 mod people_errors;
 mod rotation;
 mod storage;
+mod tls;
 mod token_lifecycle;

@@ -545,16 +545,7 @@ pub fn urlencode(text: &str) -> String {
 /// The Redis session store, for real: CI provides Redis; elsewhere it is skipped when absent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_live_in_redis_when_configured() {
-    let Some(redis_url) = std::env::var("PORTCULLIS_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!(
-                "CI=true but PORTCULLIS_TEST_REDIS_URL is not set: the Redis tests must run in CI"
-            );
-        }
-        eprintln!("skipping Redis session test: PORTCULLIS_TEST_REDIS_URL is not set");
+    let Some(redis_url) = crate::helpers::redis_url_or_skip("the Redis session test") else {
         return;
     };
     let app = spawn_app_with(Db::Sqlite, |s| s.redis_url = Some(redis_url.clone()))
@@ -613,4 +604,46 @@ async fn sessions_live_in_redis_when_configured() {
         .await
         .unwrap();
     assert!(!keys.is_empty(), "session state stored in Redis");
+}
+
+/// A client may ask for ES256 ID tokens (OpenID Connect Registration §2,
+/// `id_token_signed_response_alg`); others keep the RS256 default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_token_algorithm_is_chosen_per_client() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    app.user("ada", &[]);
+    let secret = app.create_client(portcullis::clients::NewClient {
+        id: "ec-app".into(),
+        name: "EC app".into(),
+        secret: portcullis::clients::SecretChoice::Generate,
+        auth_method: None,
+        grant_types: vec!["authorization_code".into()],
+        scopes: vec!["openid".into()],
+        audiences: vec![],
+        redirect_uris: vec![WEB_CALLBACK.into()],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: Some("ES256".into()),
+    });
+    let browser = Browser::new(&app);
+    let flow = authorize(&app, &browser, "ec-app", &["openid"], "ada").await;
+    let tokens: Value = app
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &flow.code),
+                ("redirect_uri", WEB_CALLBACK),
+                ("code_verifier", flow.verifier.secret()),
+            ],
+            Some(("ec-app", &secret)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (header, claims) =
+        verify_with_jwks(tokens["id_token"].as_str().unwrap(), &app.jwks().await).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(claims["aud"], "ec-app");
 }

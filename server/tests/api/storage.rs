@@ -27,6 +27,7 @@ fn sample_client(id: &str) -> Client {
         post_logout_redirect_uris: vec![],
         roles: vec!["admin".into()],
         jwks: None,
+        id_token_signed_response_alg: None,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
     }

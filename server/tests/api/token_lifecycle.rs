@@ -365,15 +365,7 @@ async fn private_key_jwt_authenticates_once_per_assertion(db: Db) {
 /// The deny list in Redis, shared by two instances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_access_tokens_are_denied_by_every_instance_through_redis() {
-    let Some(redis_url) = std::env::var("PORTCULLIS_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-            "CI=true but PORTCULLIS_TEST_REDIS_URL is not set"
-        );
-        eprintln!("skipping Redis deny-list test: PORTCULLIS_TEST_REDIS_URL is not set");
+    let Some(redis_url) = crate::helpers::redis_url_or_skip("the Redis deny-list test") else {
         return;
     };
     let app = spawn_app_with(Db::Sqlite, |s| s.redis_url = Some(redis_url.clone()))

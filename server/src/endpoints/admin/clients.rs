@@ -33,6 +33,8 @@ pub struct CreateClient {
     /// Public keys for private_key_jwt.
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// ES256 or RS256 for this client's ID tokens.
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 #[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page), security(("bearer" = [])),
@@ -86,6 +88,7 @@ pub async fn create(
         post_logout_redirect_uris: body.post_logout_redirect_uris,
         roles: body.roles,
         jwks: body.jwks.map(|j| j.to_string()),
+        id_token_signed_response_alg: body.id_token_signed_response_alg,
     };
     let app2 = app.clone();
     let created = blocking(move || Ok(app2.clients().create(&new)?)).await?;

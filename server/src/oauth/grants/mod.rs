@@ -161,7 +161,9 @@ pub async fn issue_for_user(
     let id_token = if scopes.contains(&"openid") {
         Some(id_token::sign(
             &keyring,
-            settings.id_token_signing_alg,
+            client
+                .id_token_signed_response_alg
+                .unwrap_or(settings.id_token_signing_alg),
             &IdTokenClaims {
                 iss: &settings.issuer,
                 sub: &user.id,
