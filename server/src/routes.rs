@@ -1,6 +1,6 @@
 //! Every path and the endpoint that serves it, in one table.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::endpoints::{
@@ -15,11 +15,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(TOKEN_PATH)
             .route(web::post().to(token::token))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
             .default_service(web::to(method_not_allowed("POST"))),
     )
     .service(
         web::resource(JWKS_PATH)
             .route(web::get().to(jwks::jwks))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
             .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(
@@ -28,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/.well-known/oauth-authorization-server",
         ])
         .route(web::get().to(discovery::discovery))
+        .route(web::method(Method::OPTIONS).to(cors_preflight))
         .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(
@@ -51,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(USERINFO_PATH)
             .route(web::get().to(userinfo::userinfo_get))
             .route(web::post().to(userinfo::userinfo_post))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
             .default_service(web::to(method_not_allowed("GET, POST"))),
     )
     .service(
@@ -61,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/revoke")
             .route(web::post().to(revoke::revoke))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
             .default_service(web::to(method_not_allowed("POST"))),
     )
     .configure(endpoints::admin::configure)
@@ -68,6 +73,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
     .default_service(web::to(not_found));
+}
+
+/// Endpoints a browser app (a public client) calls from its own origin: CORS with `*`, safe
+/// because they use no cookies — credentials travel in the request itself.
+pub const CORS_PATHS: [&str; 6] = [
+    TOKEN_PATH,
+    JWKS_PATH,
+    USERINFO_PATH,
+    "/revoke",
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+];
+
+/// The CORS preflight answer (Fetch standard, CORS protocol).
+async fn cors_preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
 }
 
 fn method_not_allowed(

@@ -141,6 +141,12 @@ pub async fn build_on(
                             ));
                         }
                     }
+                    if routes::CORS_PATHS.contains(&path.as_str()) {
+                        response.headers_mut().insert(
+                            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                            header::HeaderValue::from_static("*"),
+                        );
+                    }
                     let elapsed = started.elapsed();
                     let pattern = response
                         .request()

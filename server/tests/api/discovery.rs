@@ -34,3 +34,44 @@ async fn both_metadata_documents_describe_this_server() {
         assert_eq!(jwks.status(), 200);
     }
 }
+
+/// Browser apps call the token, userinfo, revocation, JWKS and discovery endpoints from their
+/// own origin (CORS); the pages are not exposed that way.
+#[tokio::test]
+async fn browser_apps_may_call_the_token_endpoints_cross_origin() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/token"))
+        .header("origin", "https://spa.example.test")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Authorization"));
+    let token = app
+        .http
+        .post(app.url("/token"))
+        .header("origin", "https://spa.example.test")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.headers()["access-control-allow-origin"], "*");
+    let login = app
+        .http
+        .get(app.url("/login"))
+        .header("origin", "https://spa.example.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        login.headers().get("access-control-allow-origin").is_none(),
+        "pages are same-origin only"
+    );
+}
