@@ -342,3 +342,47 @@ async fn pages_cannot_be_framed_and_cookies_are_locked_down() {
         "Secure cookie for an https issuer: {cookie}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_users_cannot_sign_in() {
+    let app = spawn_app_with(Db::Sqlite, |_| {}).await.unwrap();
+    app.user("ada", &[]);
+    app.app.users().set_disabled("ada", true).unwrap();
+    let browser = Browser::new(&app);
+    let page = browser.get("/login").await.text().await.unwrap();
+    let csrf = crate::helpers::hidden_field(&page, "csrf_token");
+    let refused = browser
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("username", "ada"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 401);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("The username or password is incorrect."));
+    app.app.users().set_disabled("ada", false).unwrap();
+    let page = browser.get("/login").await.text().await.unwrap();
+    let csrf = crate::helpers::hidden_field(&page, "csrf_token");
+    let accepted = browser
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("username", "ada"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        accepted.status(),
+        200,
+        "signed in (no pending request: a confirmation page)"
+    );
+}
