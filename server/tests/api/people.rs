@@ -84,6 +84,20 @@ async fn authorize(
     }
 }
 
+/// Redeems the flow's code with a confidential client's secret (the response, unchecked).
+async fn exchange(app: &TestApp, flow: &Flow, client_id: &str, secret: &str) -> reqwest::Response {
+    app.post_token(
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &flow.code),
+            ("redirect_uri", WEB_CALLBACK),
+            ("code_verifier", flow.verifier.secret()),
+        ],
+        Some((client_id, secret)),
+    )
+    .await
+}
+
 fn rp(
     app: &TestApp,
     metadata: CoreProviderMetadata,
@@ -461,16 +475,7 @@ async fn logout_ends_the_session_and_returns_to_the_client(db: Db) {
     app.user("ada", &[]);
     let browser = Browser::new(&app);
     let flow = authorize(&app, &browser, "notebook", &["openid"], "ada").await;
-    let tokens: Value = app
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &flow.code),
-                ("redirect_uri", WEB_CALLBACK),
-                ("code_verifier", flow.verifier.secret()),
-            ],
-            Some(("notebook", &secret)),
-        )
+    let tokens: Value = exchange(&app, &flow, "notebook", &secret)
         .await
         .json()
         .await
@@ -555,17 +560,7 @@ async fn sessions_live_in_redis_when_configured() {
     app.user("ada", &[]);
     let browser = Browser::new(&app);
     let flow = authorize(&app, &browser, "notebook", &["openid"], "ada").await;
-    let ok = app
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &flow.code),
-                ("redirect_uri", WEB_CALLBACK),
-                ("code_verifier", flow.verifier.secret()),
-            ],
-            Some(("notebook", &secret)),
-        )
-        .await;
+    let ok = exchange(&app, &flow, "notebook", &secret).await;
     assert_eq!(ok.status(), 200);
     // The session is in Redis: a second server sharing Redis and the database sees it.
     let mut settings = app.settings.clone();
@@ -628,16 +623,7 @@ async fn id_token_algorithm_is_chosen_per_client() {
     });
     let browser = Browser::new(&app);
     let flow = authorize(&app, &browser, "ec-app", &["openid"], "ada").await;
-    let tokens: Value = app
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &flow.code),
-                ("redirect_uri", WEB_CALLBACK),
-                ("code_verifier", flow.verifier.secret()),
-            ],
-            Some(("ec-app", &secret)),
-        )
+    let tokens: Value = exchange(&app, &flow, "ec-app", &secret)
         .await
         .json()
         .await

@@ -102,14 +102,12 @@ pub async fn exchange(
 
 /// RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a second use revokes what the code already produced.
 async fn reused(app: &App, record: &crate::store::grants::CodeRecord) -> OAuthError {
-    app.audit().record(
-        "code_reuse_detected",
-        Some(&record.client_id),
-        Some(&record.user_id),
-        serde_json::json!({ "grant_id": record.grant_id }),
+    let ids = (
+        record.client_id.as_str(),
+        record.user_id.as_str(),
+        record.grant_id.as_str(),
     );
-    if let Err(e) = app.revoke_grant(&record.grant_id).await {
-        return OAuthError::temporarily_unavailable(&e);
-    }
-    OAuthError::invalid_grant("the authorization code is invalid, expired or already used")
+    let error =
+        OAuthError::invalid_grant("the authorization code is invalid, expired or already used");
+    super::revoke_on_reuse(app, "code_reuse_detected", true, ids, error).await
 }

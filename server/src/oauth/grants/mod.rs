@@ -218,3 +218,26 @@ pub async fn issue_for_user(
         },
     })
 }
+
+/// A code or refresh token presented after it was spent: possible theft. Audits it (as `kind`,
+/// when `audit`) and revokes everything issued from the grant (RFC 9700 §4.2.4, §4.14.2).
+pub(crate) async fn revoke_on_reuse(
+    app: &App,
+    kind: &str,
+    audit: bool,
+    (client_id, user_id, grant_id): (&str, &str, &str),
+    error: OAuthError,
+) -> OAuthError {
+    if audit {
+        app.audit().record(
+            kind,
+            Some(client_id),
+            Some(user_id),
+            serde_json::json!({ "grant_id": grant_id }),
+        );
+    }
+    match app.revoke_grant(grant_id).await {
+        Ok(()) => error,
+        Err(e) => OAuthError::temporarily_unavailable(&e),
+    }
+}

@@ -91,16 +91,13 @@ pub async fn exchange(
 
 /// RFC 9700 §4.14.2: a rotated (or revoked) token presented again revokes the family.
 async fn reused(app: &App, record: &crate::store::grants::RefreshRecord) -> OAuthError {
-    if record.revoked_at.is_none() {
-        app.audit().record(
-            "refresh_reuse_detected",
-            Some(&record.client_id),
-            Some(&record.user_id),
-            serde_json::json!({ "grant_id": record.grant_id }),
-        );
-    }
-    if let Err(e) = app.revoke_grant(&record.grant_id).await {
-        return OAuthError::temporarily_unavailable(&e);
-    }
-    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
+    let ids = (
+        record.client_id.as_str(),
+        record.user_id.as_str(),
+        record.grant_id.as_str(),
+    );
+    let error = OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    // A token already revoked (say, by RFC 7009) is not news: no new audit event.
+    let audit = record.revoked_at.is_none();
+    super::revoke_on_reuse(app, "refresh_reuse_detected", audit, ids, error).await
 }
