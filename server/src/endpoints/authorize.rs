@@ -122,10 +122,21 @@ pub fn save_pending(
 async fn proceed(
     app: &App,
     session: &Session,
-    request: AuthorizationRequest,
+    mut request: AuthorizationRequest,
     client: &Client,
 ) -> HttpResponse {
     let who = signed_in(app, session).await;
+    if let Some(s) = &who {
+        // RBAC: ask consent only for what the person's roles permit (the token gets no more).
+        let user_id = s.user_id.clone();
+        if let Ok(Some(user)) = app.store().run(move |st| st.find_user(&user_id)).await {
+            request.scope = app.authorization().model().effective_scope(
+                &request.scope,
+                &user.roles,
+                &request.audience,
+            );
+        }
+    }
     let consented = match &who {
         Some(s) => {
             let (user, client_id) = (s.user_id.clone(), client.id.clone());
