@@ -13,6 +13,7 @@ use crate::error::OAuthError;
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, Next, SignedIn};
 use crate::oauth::params::Params;
 use crate::session::{csrf_matches, csrf_token};
+use crate::users::User;
 use crate::views::{describe_scope, ConsentPage, ScopeView};
 
 const SIGNED_IN: &str = "signed_in";
@@ -76,8 +77,8 @@ fn redirect_error(
     ))
 }
 
-/// The signed-in user of this session, if the account still exists and is enabled.
-pub async fn signed_in(app: &App, session: &Session) -> Option<SignedIn> {
+/// The signed-in user of this session (and the account), if it still exists and is enabled.
+pub async fn signed_in(app: &App, session: &Session) -> Option<(SignedIn, User)> {
     let signed_in: SignedIn = session.get(SIGNED_IN).ok().flatten()?;
     let user_id = signed_in.user_id.clone();
     let user = app
@@ -87,7 +88,7 @@ pub async fn signed_in(app: &App, session: &Session) -> Option<SignedIn> {
         .ok()
         .flatten();
     match user {
-        Some(u) if !u.disabled => Some(signed_in),
+        Some(u) if !u.disabled => Some((signed_in, u)),
         _ => {
             session.remove(SIGNED_IN);
             None
@@ -125,18 +126,19 @@ async fn proceed(
     mut request: AuthorizationRequest,
     client: &Client,
 ) -> HttpResponse {
-    let who = signed_in(app, session).await;
-    if let Some(s) = &who {
+    let signed = signed_in(app, session).await;
+    if let Some((_, user)) = &signed {
         // RBAC: ask consent only for what the person's roles permit (the token gets no more).
-        let user_id = s.user_id.clone();
-        if let Ok(Some(user)) = app.store().run(move |st| st.find_user(&user_id)).await {
-            request.scope = app.authorization().model().effective_scope(
-                &request.scope,
-                &user.roles,
-                &request.audience,
-            );
-        }
+        request.scope = app.authorization().model().effective_scope(
+            &request.scope,
+            &user.roles,
+            &request.audience,
+        );
     }
+    let (who, user) = match signed {
+        Some((who, user)) => (Some(who), Some(user)),
+        None => (None, None),
+    };
     let consented = match &who {
         Some(s) => {
             let (user, client_id) = (s.user_id.clone(), client.id.clone());
@@ -153,14 +155,18 @@ async fn proceed(
             redirect_error(app, &request.redirect_uri, &error, request.state.as_deref())
         }
         (Ok(Next::IssueCode), Some(who)) => issue(app, &request, &who).await,
-        (Ok(Next::Consent), Some(who)) => {
+        (Ok(Next::Consent), Some(_)) => {
             let Ok(id) = crate::secrets::generate_token() else {
                 return session_expired();
             };
             if save_pending(session, &id, &request).is_err() {
                 return session_expired();
             }
-            consent_page(app, session, &request, client, &who, &id).await
+            let username = user
+                .as_ref()
+                .map(|u| u.username.as_str())
+                .unwrap_or_default();
+            consent_page(app, session, &request, client, username, &id).await
         }
         (Ok(_), _) => {
             let Ok(id) = crate::secrets::generate_token() else {
@@ -194,18 +200,9 @@ async fn consent_page(
     session: &Session,
     request: &AuthorizationRequest,
     client: &Client,
-    who: &SignedIn,
+    username: &str,
     id: &str,
 ) -> HttpResponse {
-    let user_id = who.user_id.clone();
-    let username = app
-        .store()
-        .run(move |s| s.find_user(&user_id))
-        .await
-        .ok()
-        .flatten()
-        .map(|u| u.username)
-        .unwrap_or_default();
     let Ok(csrf) = csrf_token(session) else {
         return session_expired();
     };
@@ -214,7 +211,7 @@ async fn consent_page(
         csrf_token: csrf,
         request_id: id.to_string(),
         client_name: client.name.clone(),
-        username,
+        username: username.to_string(),
         scopes: request
             .scope
             .iter()
@@ -269,7 +266,7 @@ pub async fn consent(
     let Some(request) = pending(&session, &form.request) else {
         return session_expired();
     };
-    let Some(who) = signed_in(&app, &session).await else {
+    let Some((who, _)) = signed_in(&app, &session).await else {
         return session_expired();
     };
     session.remove(&format!("{PENDING_PREFIX}{}", form.request));
