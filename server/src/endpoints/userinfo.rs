@@ -8,7 +8,8 @@ use crate::error::{Challenge, ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::userinfo;
 
-fn bearer(request: &HttpRequest) -> Result<Option<String>, OAuthError> {
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1); `None` without a header.
+pub(crate) fn bearer(request: &HttpRequest) -> Result<Option<String>, OAuthError> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -84,6 +84,21 @@ async fn authorize(
     }
 }
 
+/// Redeems the flow's code through the relying-party library (asserting success).
+async fn redeem(
+    app: &TestApp,
+    client: &WebClient,
+    flow: Flow,
+) -> openidconnect::core::CoreTokenResponse {
+    client
+        .exchange_code(AuthorizationCode::new(flow.code))
+        .unwrap()
+        .set_pkce_verifier(flow.verifier)
+        .request_async(&app.http)
+        .await
+        .unwrap()
+}
+
 /// Redeems the flow's code with a confidential client's secret (the response, unchecked).
 async fn exchange(app: &TestApp, flow: &Flow, client_id: &str, secret: &str) -> reqwest::Response {
     app.post_token(
@@ -98,19 +113,17 @@ async fn exchange(app: &TestApp, flow: &Flow, client_id: &str, secret: &str) -> 
     .await
 }
 
-fn rp(
-    app: &TestApp,
-    metadata: CoreProviderMetadata,
-    client_id: &str,
-    secret: &str,
-) -> openidconnect::core::CoreClient<
+/// The relying party as built from discovery (auth and redirect URIs set, the rest maybe).
+type WebClient = openidconnect::core::CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointMaybeSet,
     openidconnect::EndpointMaybeSet,
-> {
+>;
+
+fn rp(app: &TestApp, metadata: CoreProviderMetadata, client_id: &str, secret: &str) -> WebClient {
     let _ = app;
     CoreClient::from_provider_metadata(
         metadata,
@@ -212,13 +225,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
     )
     .await;
     let client = rp(&app, discover(&app).await, "notebook", &secret);
-    let first = client
-        .exchange_code(AuthorizationCode::new(flow.code))
-        .unwrap()
-        .set_pkce_verifier(flow.verifier)
-        .request_async(&app.http)
-        .await
-        .unwrap();
+    let first = redeem(&app, &client, flow).await;
     let r1 = first.refresh_token().unwrap().clone();
 
     // Narrowing is allowed; the new token replaces the old one.
@@ -293,13 +300,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
         "ada",
     )
     .await;
-    let fresh = client
-        .exchange_code(AuthorizationCode::new(flow.code))
-        .unwrap()
-        .set_pkce_verifier(flow.verifier)
-        .request_async(&app.http)
-        .await
-        .unwrap();
+    let fresh = redeem(&app, &client, flow).await;
     let live: RefreshToken = fresh.refresh_token().unwrap().clone();
     let stolen = app
         .post_token(
@@ -321,13 +322,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: Db) {
         "ada",
     )
     .await;
-    let fresh = client
-        .exchange_code(AuthorizationCode::new(flow.code))
-        .unwrap()
-        .set_pkce_verifier(flow.verifier)
-        .request_async(&app.http)
-        .await
-        .unwrap();
+    let fresh = redeem(&app, &client, flow).await;
     app.app.users().set_disabled("ada", true).unwrap();
     let disabled = app
         .post_token(

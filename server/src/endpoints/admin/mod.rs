@@ -144,21 +144,15 @@ pub async fn authorize(request: &HttpRequest, app: &App) -> Result<Caller, Admin
             retry_after: None,
         })
     };
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = match header_value.and_then(|v| v.split_once(' ')) {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            return Err(bearer(
-                ErrorCode::InvalidToken,
-                "an access token is required",
-                Challenge::BearerRealmOnly,
-            ))
-        }
+    // A missing token and one under another scheme are both "no access token" here.
+    let Some(token) = crate::endpoints::userinfo::bearer(request).ok().flatten() else {
+        return Err(bearer(
+            ErrorCode::InvalidToken,
+            "an access token is required",
+            Challenge::BearerRealmOnly,
+        ));
     };
-    let claims = crate::oauth::userinfo::verify_access_token(app, token)
+    let claims = crate::oauth::userinfo::verify_access_token(app, &token)
         .await
         .map_err(AdminError::Auth)?;
     let text = |name: &str| {
