@@ -11,32 +11,6 @@ wrk.body = "grant_type=client_credentials&scope=models%3Aread"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic " .. basic
 
--- Each wrk thread has its own Lua state: counters live per thread and are summed in done().
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  non200 = 0
-  last_status = 0
-end
-
-function response(status, headers, body)
-  if status ~= 200 then
-    non200 = non200 + 1
-    last_status = status
-  end
-end
-
-function done(summary, latency, requests)
-  local total, status = 0, 0
-  for _, thread in ipairs(threads) do
-    total = total + thread:get("non200")
-    local s = thread:get("last_status")
-    if s ~= 0 then status = s end
-  end
-  -- bench/run parses this line.
-  io.write(string.format("non-200 responses: %d (last status %d)\n", total, status))
-end
+-- No response() callback: it makes wrk build a Lua table per response, which cost ~1.8 % of
+-- the measured RS256 throughput on this machine (both share the cores). Failures are counted
+-- by wrk itself ("Non-2xx or 3xx responses"; /token never redirects), which bench/run reads.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
@@ -49,14 +49,17 @@ impl Audit {
         }
     }
 
+    /// `details` is any serialisable value: a `json!` object, or on hot paths a borrowed
+    /// struct, which serialises without building a `Value` first (several times cheaper).
     pub fn record(
         &self,
         kind: &str,
         client_id: Option<&str>,
         subject: Option<&str>,
-        details: Value,
+        details: impl Serialize,
     ) {
-        let details = details.to_string();
+        // Serialising plain data to a string cannot fail; should it ever, keep the event.
+        let details = serde_json::to_string(&details).unwrap_or_else(|_| "{}".to_string());
         tracing::info!(
             target: "portcullis::audit",
             kind,

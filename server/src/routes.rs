@@ -1,5 +1,6 @@
 //! Every path and the endpoint that serves it, in one table.
 
+use actix_session::SessionMiddleware;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -10,8 +11,11 @@ use crate::endpoints::{
 use crate::oauth::discovery::{
     AUTHORIZE_PATH, END_SESSION_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
 };
+use crate::session::SessionBackend;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// `sessions` wraps only the browser pages: protocol endpoints authenticate each request by
+/// itself and never read or set the session cookie.
+pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<SessionBackend>) {
     cfg.service(
         web::resource(TOKEN_PATH)
             .route(web::post().to(token::token))
@@ -36,19 +40,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(AUTHORIZE_PATH)
             .route(web::get().to(authorize::authorize_get))
-            .route(web::post().to(authorize::authorize_post)),
+            .route(web::post().to(authorize::authorize_post))
+            .wrap(sessions.clone()),
     )
-    .route("/authorize/resume", web::get().to(authorize::resume))
+    .service(
+        web::resource("/authorize/resume")
+            .route(web::get().to(authorize::resume))
+            .wrap(sessions.clone()),
+    )
     .service(
         web::resource("/login")
             .route(web::get().to(login::login_page))
-            .route(web::post().to(login::login)),
+            .route(web::post().to(login::login))
+            .wrap(sessions.clone()),
     )
-    .route("/consent", web::post().to(authorize::consent))
+    .service(
+        web::resource("/consent")
+            .route(web::post().to(authorize::consent))
+            .wrap(sessions.clone()),
+    )
     .service(
         web::resource(END_SESSION_PATH)
             .route(web::get().to(logout::logout_get))
-            .route(web::post().to(logout::logout_post)),
+            .route(web::post().to(logout::logout_post))
+            .wrap(sessions.clone()),
     )
     .service(
         web::resource(USERINFO_PATH)

@@ -84,6 +84,16 @@ pub async fn build_on(
             security_headers =
                 security_headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
         }
+        let sessions =
+            actix_session::SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
+                .cookie_name("portcullis_session".into())
+                .cookie_secure(cookie_secure)
+                .cookie_http_only(true)
+                .cookie_same_site(actix_web::cookie::SameSite::Lax)
+                .session_lifecycle(
+                    actix_session::config::PersistentSession::default().session_ttl(session_ttl),
+                )
+                .build();
         actix_web::App::new()
             .app_data(data.clone())
             .app_data(discovery.clone())
@@ -108,19 +118,7 @@ pub async fn build_on(
                 );
                 actix_web::error::InternalError::from_response(e, page).into()
             }))
-            .configure(routes::configure)
-            .wrap(
-                actix_session::SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
-                    .cookie_name("portcullis_session".into())
-                    .cookie_secure(cookie_secure)
-                    .cookie_http_only(true)
-                    .cookie_same_site(actix_web::cookie::SameSite::Lax)
-                    .session_lifecycle(
-                        actix_session::config::PersistentSession::default()
-                            .session_ttl(session_ttl),
-                    )
-                    .build(),
-            )
+            .configure(|cfg| routes::configure(cfg, &sessions))
             .wrap(security_headers)
             .wrap_fn(|request, service| {
                 let started = Instant::now();

@@ -7,6 +7,17 @@ use crate::app::App;
 use crate::error::OAuthError;
 use crate::oauth::grants;
 
+/// The audit details of a `token_issued` event (never the token itself).
+#[derive(serde::Serialize)]
+struct TokenIssued<'a> {
+    grant_type: &'a str,
+    audience: &'a str,
+    scope: &'a str,
+    jti: &'a str,
+    refresh_token: bool,
+    id_token: bool,
+}
+
 pub async fn token(
     request: HttpRequest,
     body: web::Bytes,
@@ -28,14 +39,14 @@ async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpRes
         "token_issued",
         Some(&client_id),
         Some(&response.issued.subject),
-        serde_json::json!({
-            "grant_type": grant.as_str(),
-            "audience": response.issued.audience,
-            "scope": response.scope,
-            "jti": response.issued.jti,
-            "refresh_token": response.refresh_token.is_some(),
-            "id_token": response.id_token.is_some(),
-        }),
+        TokenIssued {
+            grant_type: grant.as_str(),
+            audience: &response.issued.audience,
+            scope: &response.scope,
+            jti: &response.issued.jti,
+            refresh_token: response.refresh_token.is_some(),
+            id_token: response.id_token.is_some(),
+        },
     );
     metrics::counter!(
         "portcullis_tokens_issued_total",

@@ -143,6 +143,8 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
+    // A protocol endpoint: no browser session is read or started.
+    assert!(response.headers().get("set-cookie").is_none());
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
 }
