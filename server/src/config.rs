@@ -62,8 +62,12 @@ pub struct Settings {
     pub refresh_token_ttl: u64,
     /// Require PKCE from confidential clients too (RFC 9700 §2.1.1); public clients always.
     pub require_pkce: bool,
-    /// Token requests per client per minute (0: unlimited); over it, 429 with Retry-After.
+    /// Token requests per authenticated client per minute (0: unlimited); over it, 429 with
+    /// Retry-After.
     pub token_rate_limit_per_minute: u64,
+    /// Failed client authentications at the token endpoint per client IP address per minute
+    /// (0: unlimited); past them, that address's token requests get 429 until the minute ends.
+    pub token_auth_failures_per_ip_per_minute: u64,
     /// Failed sign-ins per username, and per client IP address, within `login_failure_window`
     /// before further attempts are refused until the window ends.
     pub login_max_failures_per_username: u64,
@@ -112,6 +116,7 @@ impl Default for Settings {
             refresh_token_ttl: 30 * 24 * 3600,
             require_pkce: true,
             token_rate_limit_per_minute: 6000,
+            token_auth_failures_per_ip_per_minute: 60,
             login_max_failures_per_username: 5,
             login_max_failures_per_ip: 50,
             login_failure_window: 900,

@@ -48,7 +48,6 @@ impl Limiter {
                 entry.1 += amount;
                 let count = entry.1;
                 drop(entry);
-                // Bound memory: forget keys from past windows now and then.
                 // Bound memory: past a size, forget keys of past windows — at most once per
                 // window, so a map full of current keys is not swept on every request.
                 if map.len() > 100_000

@@ -34,7 +34,9 @@ pub async fn token(
 
 async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = super::form::parse(request, body)?;
-    let (grant, client_id, response) = grants::token_request(app, authorization, &params).await?;
+    let peer = request.peer_addr().map(|address| address.ip());
+    let (grant, client_id, response) =
+        grants::token_request(app, authorization, &params, peer).await?;
     app.audit().record(
         "token_issued",
         Some(&client_id),

@@ -27,8 +27,70 @@ async fn token_requests_are_rate_limited_per_client() {
         .unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_eq!(error_of(limited).await, (429, "too_many_requests".into()));
-    // Wrong secrets count too (guessing is limited), and other clients are unaffected.
+    // Other clients are unaffected, and the next window starts afresh.
     app.cc_token("other", &other, &[]).await;
+    app.clock.advance(60);
+    app.cc_token("svc", &secret, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_a_clients_name_do_not_spend_its_budget() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.token_rate_limit_per_minute = 3;
+        s.token_auth_failures_per_ip_per_minute = 100;
+    })
+    .await
+    .unwrap();
+    let secret = app.machine_client("svc", "models:read");
+    for _ in 0..10 {
+        let forged = app
+            .post_token(
+                &[("grant_type", "client_credentials")],
+                Some(("svc", "a-guess-that-is-not-the-secret-of-svc")),
+            )
+            .await;
+        assert_eq!(error_of(forged).await, (401, "invalid_client".into()));
+    }
+    // The client's three requests of this minute are all still there.
+    for _ in 0..3 {
+        app.cc_token("svc", &secret, &[]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_client_authentications_are_limited_per_address() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.token_auth_failures_per_ip_per_minute = 3)
+        .await
+        .unwrap();
+    let secret = app.machine_client("svc", "models:read");
+    app.cc_token("svc", &secret, &[]).await;
+    // Three wrong secrets (any client id, known or not) are answered and counted...
+    for id in ["svc", "svc", "nobody"] {
+        let guess = app
+            .post_token(
+                &[("grant_type", "client_credentials")],
+                Some((id, "a-guess-that-is-not-the-secret-of-svc")),
+            )
+            .await;
+        assert_eq!(error_of(guess).await, (401, "invalid_client".into()));
+    }
+    // ...then this address may not try again, even with the right secret, until the minute
+    // ends: the fourth guess is not even checked.
+    for basic in [
+        ("svc", "a-guess-that-is-not-the-secret-of-svc"),
+        ("svc", &secret),
+    ] {
+        let refused = app
+            .post_token(&[("grant_type", "client_credentials")], Some(basic))
+            .await;
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after));
+        assert_eq!(error_of(refused).await, (429, "too_many_requests".into()));
+    }
     app.clock.advance(60);
     app.cc_token("svc", &secret, &[]).await;
 }

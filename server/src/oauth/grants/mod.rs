@@ -4,22 +4,28 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use super::client_auth;
 use super::params::Params;
 use super::uri;
 use crate::app::App;
 use crate::clients::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError};
+use crate::limits::Limit;
 use crate::tokens::access_token::{self, AccessTokenClaims};
 use crate::tokens::id_token::{self, IdTokenClaims};
 use crate::tokens::refresh_token as refresh;
 use crate::tokens::TokenResponse;
 
-/// Handles a token request (RFC 6749 §3.2) whose form body is `params`.
+/// Handles a token request (RFC 6749 §3.2) whose form body is `params`, from `peer` (the
+/// client's network address, for the limit on failed authentications).
 pub async fn token_request(
     app: &App,
     authorization: Option<&str>,
     params: &Params,
+    peer: Option<IpAddr>,
 ) -> Result<(GrantType, String, TokenResponse), OAuthError> {
     let grant_type = match params.required("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
@@ -36,20 +42,7 @@ pub async fn token_request(
         }
     };
     let presented = client_auth::presented(authorization, params)?;
-    // Counted before authentication, so guessing a client's secret is limited too.
-    let per_minute = app.settings().token_rate_limit_per_minute;
-    if per_minute > 0 {
-        let limit = crate::limits::Limit {
-            max: per_minute,
-            window: 60,
-        };
-        let key = format!("token:{}", presented.client_id());
-        if let Err(retry_after) = app.limiter().add(&key, 1, limit, app.now()).await {
-            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "token").increment(1);
-            return Err(OAuthError::too_many_requests(retry_after));
-        }
-    }
-    let client = client_auth::authenticate(app, &presented).await?;
+    let client = authenticate_within_limits(app, &presented, peer).await?;
     if !client.allows_grant(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {} grant",
@@ -62,6 +55,63 @@ pub async fn token_request(
         GrantType::RefreshToken => refresh_token::exchange(app, &client, params).await?,
     };
     Ok((grant_type, client.id.clone(), response))
+}
+
+/// Authenticates the client under the two token-endpoint limits (docs/operations.md):
+/// - failed authentications per network address: past them, an address may not try again
+///   until the window ends, so secrets cannot be guessed at speed (RFC 6749 §10.10);
+/// - requests per client, counted once the client is authenticated, so nobody can spend
+///   another client's budget by sending requests in its name.
+async fn authenticate_within_limits(
+    app: &App,
+    presented: &client_auth::Presented,
+    peer: Option<IpAddr>,
+) -> Result<Arc<Client>, OAuthError> {
+    let settings = app.settings();
+    let failures = match (peer, settings.token_auth_failures_per_ip_per_minute) {
+        (Some(ip), per_minute) if per_minute > 0 => Some((
+            format!("token:auth-failures:{ip}"),
+            // One attempt is let through with the count at `max`: that makes `per_minute`.
+            Limit {
+                max: per_minute.saturating_sub(1),
+                window: 60,
+            },
+        )),
+        _ => None,
+    };
+    if let Some((key, limit)) = &failures {
+        over_limit(app, key, 0, *limit).await?;
+    }
+    let client = match client_auth::authenticate(app, presented).await {
+        Ok(client) => client,
+        Err(error) => {
+            if let (Some((key, limit)), ErrorCode::InvalidClient) = (&failures, error.code) {
+                // Whether this failure used up the budget shows on the next attempt.
+                let _ = app.limiter().add(key, 1, *limit, app.now()).await;
+            }
+            return Err(error);
+        }
+    };
+    let per_minute = settings.token_rate_limit_per_minute;
+    if per_minute > 0 {
+        let limit = Limit {
+            max: per_minute,
+            window: 60,
+        };
+        over_limit(app, &format!("token:{}", client.id), 1, limit).await?;
+    }
+    Ok(client)
+}
+
+/// Adds `amount` to a token-endpoint counter: `429` with `Retry-After` when over its limit.
+async fn over_limit(app: &App, key: &str, amount: u64, limit: Limit) -> Result<(), OAuthError> {
+    match app.limiter().add(key, amount, limit, app.now()).await {
+        Ok(_) => Ok(()),
+        Err(retry_after) => {
+            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "token").increment(1);
+            Err(OAuthError::too_many_requests(retry_after))
+        }
+    }
 }
 
 /// The audience of a token (RFC 8707 §2): the requested `resource`, which must be one the
