@@ -38,49 +38,65 @@ impl Limiter {
     /// count is over the limit. A limiter that cannot be reached lets the request through.
     pub async fn add(&self, key: &str, amount: u64, limit: Limit, now: i64) -> Result<u64, u64> {
         let (start, retry_after) = Self::window_of(limit, now);
-        let count = match self {
-            Limiter::Memory(counters) => {
-                let map = &counters.map;
-                let mut entry = map.entry(key.to_string()).or_insert((start, 0));
-                if entry.0 != start {
-                    *entry = (start, 0);
+        let count =
+            match self {
+                // Reading only: no entry created, no write lock, no key copied.
+                Limiter::Memory(counters) if amount == 0 => counters
+                    .map
+                    .get(key)
+                    .map_or(0, |entry| if entry.0 == start { entry.1 } else { 0 }),
+                Limiter::Memory(counters) => {
+                    let map = &counters.map;
+                    let mut entry = map.entry(key.to_string()).or_insert((start, 0));
+                    if entry.0 != start {
+                        *entry = (start, 0);
+                    }
+                    entry.1 += amount;
+                    let count = entry.1;
+                    drop(entry);
+                    // Bound memory: past a size, forget keys of past windows — at most once per
+                    // window, so a map full of current keys is not swept on every request.
+                    if map.len() > 100_000
+                        && counters
+                            .swept
+                            .swap(start, std::sync::atomic::Ordering::Relaxed)
+                            != start
+                    {
+                        map.retain(|_, (s, _)| *s == start);
+                    }
+                    count
                 }
-                entry.1 += amount;
-                let count = entry.1;
-                drop(entry);
-                // Bound memory: past a size, forget keys of past windows — at most once per
-                // window, so a map full of current keys is not swept on every request.
-                if map.len() > 100_000
-                    && counters
-                        .swept
-                        .swap(start, std::sync::atomic::Ordering::Relaxed)
-                        != start
-                {
-                    map.retain(|_, (s, _)| *s == start);
-                }
-                count
-            }
-            Limiter::Redis(manager) => {
-                let mut conn = manager.clone();
-                let redis_key = format!("portcullis:limit:{key}:{start}");
-                let result: Result<(u64, ()), _> = redis::pipe()
-                    .cmd("INCRBY")
-                    .arg(&redis_key)
-                    .arg(amount)
-                    .cmd("EXPIRE")
-                    .arg(&redis_key)
-                    .arg(limit.window.max(1) + 1)
-                    .query_async(&mut conn)
-                    .await;
-                match result {
-                    Ok((count, ())) => count,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limiter unavailable; allowing");
-                        0
+                Limiter::Redis(manager) => {
+                    let mut conn = manager.clone();
+                    let redis_key = format!("portcullis:limit:{key}:{start}");
+                    let result: Result<u64, _> = if amount == 0 {
+                        redis::cmd("GET")
+                            .arg(&redis_key)
+                            .query_async::<Option<u64>>(&mut conn)
+                            .await
+                            .map(Option::unwrap_or_default)
+                    } else {
+                        redis::pipe()
+                            .cmd("INCRBY")
+                            .arg(&redis_key)
+                            .arg(amount)
+                            .cmd("EXPIRE")
+                            .arg(&redis_key)
+                            .arg(limit.window.max(1) + 1)
+                            .ignore()
+                            .query_async::<(u64,)>(&mut conn)
+                            .await
+                            .map(|(count,)| count)
+                    };
+                    match result {
+                        Ok(count) => count,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rate limiter unavailable; allowing");
+                            0
+                        }
                     }
                 }
-            }
-        };
+            };
         if count > limit.max {
             Err(retry_after)
         } else {
@@ -106,5 +122,18 @@ mod tests {
             Ok(1),
             "a new window starts over"
         );
+    }
+
+    #[tokio::test]
+    async fn adding_nothing_reads_the_count_without_creating_or_changing_it() {
+        let counters = Arc::<Counters>::default();
+        let limiter = Limiter::Memory(counters.clone());
+        let limit = Limit { max: 1, window: 60 };
+        assert_eq!(limiter.add("k", 0, limit, 120).await, Ok(0));
+        assert!(counters.map.is_empty());
+        assert_eq!(limiter.add("k", 1, limit, 120).await, Ok(1));
+        assert_eq!(limiter.add("k", 1, limit, 121).await, Err(59));
+        assert_eq!(limiter.add("k", 0, limit, 122).await, Err(58), "still over");
+        assert_eq!(limiter.add("k", 0, limit, 180).await, Ok(0), "a new window");
     }
 }

@@ -240,3 +240,33 @@ async fn limits_are_shared_across_instances_through_redis() {
     );
     let _: Value = Value::Null;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_limiter_counts_and_reads_like_the_in_process_one() {
+    let Some(redis_url) = crate::helpers::redis_url_or_skip("the Redis limiter test") else {
+        return;
+    };
+    let connection = portcullis::redis_link::connect(&redis_url).await.unwrap();
+    let limiter = portcullis::limits::Limiter::Redis(connection);
+    // A key of its own: counters in Redis outlive the test.
+    let key = format!("test:{}", portcullis::secrets::generate_token().unwrap());
+    let limit = portcullis::limits::Limit { max: 1, window: 60 };
+    assert_eq!(limiter.add(&key, 0, limit, 120).await, Ok(0));
+    assert_eq!(limiter.add(&key, 1, limit, 120).await, Ok(1));
+    assert_eq!(
+        limiter.add(&key, 0, limit, 121).await,
+        Ok(1),
+        "reading adds nothing"
+    );
+    assert_eq!(limiter.add(&key, 1, limit, 121).await, Err(59));
+    assert_eq!(
+        limiter.add(&key, 0, limit, 122).await,
+        Err(58),
+        "still over"
+    );
+    assert_eq!(
+        limiter.add(&key, 0, limit, 180).await,
+        Ok(0),
+        "a new window"
+    );
+}
