@@ -20,17 +20,31 @@ async fn token_requests_are_rate_limited_per_client() {
             Some(("svc", &secret)),
         )
         .await;
-    let retry_after: u64 = limited.headers()["retry-after"]
+    assert_refused_for_the_minute(limited).await;
+    // Other clients are unaffected, and the next window starts afresh.
+    app.cc_token("other", &other, &[]).await;
+    app.clock.advance(60);
+    app.cc_token("svc", &secret, &[]).await;
+}
+
+/// A 429 `too_many_requests` whose `Retry-After` points within the current minute.
+async fn assert_refused_for_the_minute(response: reqwest::Response) {
+    let retry_after: u64 = response.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after));
-    assert_eq!(error_of(limited).await, (429, "too_many_requests".into()));
-    // Other clients are unaffected, and the next window starts afresh.
-    app.cc_token("other", &other, &[]).await;
-    app.clock.advance(60);
-    app.cc_token("svc", &secret, &[]).await;
+    assert_eq!(error_of(response).await, (429, "too_many_requests".into()));
+}
+
+/// A client-credentials request for `id` with a secret that is not its own.
+async fn wrong_secret(app: &crate::helpers::TestApp, id: &str) -> reqwest::Response {
+    app.post_token(
+        &[("grant_type", "client_credentials")],
+        Some((id, "a-guess-that-is-not-the-secret-of-any-client")),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,13 +57,10 @@ async fn requests_in_a_clients_name_do_not_spend_its_budget() {
     .unwrap();
     let secret = app.machine_client("svc", "models:read");
     for _ in 0..10 {
-        let forged = app
-            .post_token(
-                &[("grant_type", "client_credentials")],
-                Some(("svc", "a-guess-that-is-not-the-secret-of-svc")),
-            )
-            .await;
-        assert_eq!(error_of(forged).await, (401, "invalid_client".into()));
+        assert_eq!(
+            error_of(wrong_secret(&app, "svc").await).await,
+            (401, "invalid_client".into())
+        );
     }
     // The client's three requests of this minute are all still there.
     for _ in 0..3 {
@@ -66,30 +77,21 @@ async fn failed_client_authentications_are_limited_per_address() {
     app.cc_token("svc", &secret, &[]).await;
     // Three wrong secrets (any client id, known or not) are answered and counted...
     for id in ["svc", "svc", "nobody"] {
-        let guess = app
-            .post_token(
-                &[("grant_type", "client_credentials")],
-                Some((id, "a-guess-that-is-not-the-secret-of-svc")),
-            )
-            .await;
-        assert_eq!(error_of(guess).await, (401, "invalid_client".into()));
+        assert_eq!(
+            error_of(wrong_secret(&app, id).await).await,
+            (401, "invalid_client".into())
+        );
     }
     // ...then this address may not try again, even with the right secret, until the minute
     // ends: the fourth guess is not even checked.
-    for basic in [
-        ("svc", "a-guess-that-is-not-the-secret-of-svc"),
-        ("svc", &secret),
-    ] {
-        let refused = app
-            .post_token(&[("grant_type", "client_credentials")], Some(basic))
-            .await;
-        let retry_after: u64 = refused.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((1..=60).contains(&retry_after));
-        assert_eq!(error_of(refused).await, (429, "too_many_requests".into()));
+    let right_secret = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some(("svc", &secret)),
+        )
+        .await;
+    for refused in [wrong_secret(&app, "svc").await, right_secret] {
+        assert_refused_for_the_minute(refused).await;
     }
     app.clock.advance(60);
     app.cc_token("svc", &secret, &[]).await;
