@@ -71,7 +71,8 @@ async fn authenticate_within_limits(
     let failures = match (peer, settings.token_auth_failures_per_ip_per_minute) {
         (Some(ip), per_minute) if per_minute > 0 => Some((
             format!("token:auth-failures:{ip}"),
-            // One attempt is let through with the count at `max`: that makes `per_minute`.
+            // The check below refuses once the count exceeds `max`, i.e. from the
+            // `per_minute`-th failure on.
             Limit {
                 max: per_minute.saturating_sub(1),
                 window: 60,
