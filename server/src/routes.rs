@@ -90,6 +90,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
     .default_service(web::to(not_found));
 }
 
+/// Read-only resources that answer `HEAD` as `GET` without the body (RFC 9110 §9.3.2), for
+/// probes and caches. Pages and protocol endpoints with side effects are left out.
+pub const HEAD_PATHS: [&str; 6] = [
+    JWKS_PATH,
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
 /// Endpoints a browser app (a public client) calls from its own origin: CORS with `*`, safe
 /// because they use no cookies — credentials travel in the request itself.
 pub const CORS_PATHS: [&str; 6] = [

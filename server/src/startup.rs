@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpServer};
 use bytes::Bytes;
@@ -120,10 +120,15 @@ pub async fn build_on(
             }))
             .configure(|cfg| routes::configure(cfg, &sessions))
             .wrap(security_headers)
-            .wrap_fn(|request, service| {
+            .wrap_fn(|mut request, service| {
                 let started = Instant::now();
                 let method = request.method().clone();
                 let path = request.path().to_owned();
+                // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET here, and the
+                // HTTP layer, which saw HEAD, leaves the body out.
+                if method == Method::HEAD && routes::HEAD_PATHS.contains(&path.as_str()) {
+                    request.head_mut().method = Method::GET;
+                }
                 let call = service.call(request);
                 async move {
                     let mut response = call.await?;

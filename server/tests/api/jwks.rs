@@ -7,7 +7,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     jwks_is_public_cacheable_and_conditional,
-    health_and_readiness
+    health_and_readiness,
+    read_only_resources_answer_head_like_get_without_a_body
 );
 
 async fn jwks_is_public_cacheable_and_conditional(db: Db) {
@@ -96,4 +97,37 @@ async fn health_and_readiness(db: Db) {
         metrics.contains("portcullis_http_request_duration_seconds"),
         "{metrics}"
     );
+}
+
+/// RFC 9110 §9.3.2: HEAD is GET without the content, for probes and caches.
+async fn read_only_resources_answer_head_like_get_without_a_body(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+        "/readyz",
+    ] {
+        let get = app.http.get(app.url(path)).send().await.unwrap();
+        let head = app.http.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        for name in ["content-type", "content-length", "cache-control", "etag"] {
+            assert_eq!(
+                head.headers().get(name),
+                get.headers().get(name),
+                "HEAD {path}: {name}"
+            );
+        }
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} sent a body"
+        );
+        assert!(!get.bytes().await.unwrap().is_empty());
+    }
+    // Not for endpoints with effects: HEAD /token is still refused.
+    let head = app.http.head(app.url("/token")).send().await.unwrap();
+    assert_eq!(head.status(), 405);
 }
