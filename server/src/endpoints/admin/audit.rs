@@ -51,8 +51,10 @@ pub async fn list(
         before_id: filter.before,
         limit,
     };
-    let app2 = app.clone();
-    let items = blocking(move || Ok(app2.store().query_audit_events(&query)?)).await?;
+    let items = blocking(&app, move |app| {
+        Ok(app.store().query_audit_events(&query)?)
+    })
+    .await?;
     let next_before = if items.len() as i64 == limit {
         items.last().map(|e| e.id)
     } else {

@@ -45,8 +45,7 @@ pub async fn list(
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
-    let app2 = app.clone();
-    let all = blocking(move || Ok(app2.clients().list()?)).await?;
+    let all = blocking(&app, move |app| Ok(app.clients().list()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
 }
 
@@ -90,8 +89,7 @@ pub async fn create(
         jwks: body.jwks.map(|j| j.to_string()),
         id_token_signed_response_alg: body.id_token_signed_response_alg,
     };
-    let app2 = app.clone();
-    let created = blocking(move || Ok(app2.clients().create(&new)?)).await?;
+    let created = blocking(&app, move |app| Ok(app.clients().create(&new)?)).await?;
     caller.audit(
         &app,
         "client_created",
@@ -109,9 +107,8 @@ pub async fn get(
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
     let id = id.into_inner();
-    let app2 = app.clone();
-    let found = blocking(move || {
-        app2.store()
+    let found = blocking(&app, move |app| {
+        app.store()
             .find_client(&id)?
             .ok_or_else(|| AdminError::NotFound(format!("no client {id}")))
     })
@@ -128,8 +125,8 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let id = id.into_inner();
-    let (app2, id2) = (app.clone(), id.clone());
-    blocking(move || Ok(app2.clients().delete(&id2)?)).await?;
+    let id2 = id.clone();
+    blocking(&app, move |app| Ok(app.clients().delete(&id2)?)).await?;
     caller.audit(
         &app,
         "client_deleted",

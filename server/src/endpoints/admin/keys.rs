@@ -51,9 +51,8 @@ pub async fn list(request: HttpRequest, app: web::Data<App>) -> Result<HttpRespo
     responses((status = 200, body = RotationOutcome), (status = 409, description = "the next key is too new")))]
 pub async fn rotate(request: HttpRequest, app: web::Data<App>) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
-    let app2 = app.clone();
-    let outcome = blocking(move || {
-        app2.keyring()
+    let outcome = blocking(&app, move |app| {
+        app.keyring()
             .maintain(true)
             .map_err(|e| AdminError::Unavailable(e.to_string()))
     })

@@ -301,13 +301,14 @@ impl Page {
     }
 }
 
-/// Runs blocking service work off the async workers.
-pub async fn blocking<T, F>(work: F) -> Result<T, AdminError>
+/// Runs blocking service work with the app off the async workers.
+pub async fn blocking<T, F>(app: &App, work: F) -> Result<T, AdminError>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, AdminError> + Send + 'static,
+    F: FnOnce(&App) -> Result<T, AdminError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || work(&app))
         .await
         .map_err(|e| AdminError::Unavailable(e.to_string()))?
 }

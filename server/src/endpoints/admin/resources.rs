@@ -33,8 +33,7 @@ pub async fn list(
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
-    let app2 = app.clone();
-    let all = blocking(move || Ok(app2.authorization().list_resources()?)).await?;
+    let all = blocking(&app, move |app| Ok(app.authorization().list_resources()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
 }
 
@@ -48,9 +47,8 @@ pub async fn create(
     let caller = caller_of(&request)?;
     let body = body.into_inner();
     let max = i64::try_from(app.settings().max_access_token_ttl).unwrap_or(i64::MAX);
-    let app2 = app.clone();
-    let resource = blocking(move || {
-        Ok(app2.authorization().create_resource(
+    let resource = blocking(&app, move |app| {
+        Ok(app.authorization().create_resource(
             &body.audience,
             body.name.as_deref(),
             &body.scopes,
@@ -77,8 +75,11 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let audience = query.into_inner().audience;
-    let (app2, a) = (app.clone(), audience.clone());
-    blocking(move || Ok(app2.authorization().delete_resource(&a)?)).await?;
+    let a = audience.clone();
+    blocking(&app, move |app| {
+        Ok(app.authorization().delete_resource(&a)?)
+    })
+    .await?;
     caller.audit(
         &app,
         "resource_deleted",

@@ -54,8 +54,7 @@ pub async fn list(
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
-    let app2 = app.clone();
-    let all = blocking(move || Ok(app2.authorization().list_roles()?)).await?;
+    let all = blocking(&app, move |app| Ok(app.authorization().list_roles()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
 }
 
@@ -68,9 +67,8 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let body = body.into_inner();
-    let app2 = app.clone();
-    let role = blocking(move || {
-        Ok(app2
+    let role = blocking(&app, move |app| {
+        Ok(app
             .authorization()
             .create_role(&body.name, &body.description, &body.scopes)?)
     })
@@ -93,8 +91,11 @@ pub async fn update(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let (name, scopes) = (name.into_inner(), body.into_inner().scopes);
-    let (app2, n, s) = (app.clone(), name.clone(), scopes.clone());
-    blocking(move || Ok(app2.authorization().set_role_scopes(&n, &s)?)).await?;
+    let (n, s) = (name.clone(), scopes.clone());
+    blocking(&app, move |app| {
+        Ok(app.authorization().set_role_scopes(&n, &s)?)
+    })
+    .await?;
     caller.audit(
         &app,
         "role_updated",
@@ -112,8 +113,8 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let name = name.into_inner();
-    let (app2, n) = (app.clone(), name.clone());
-    blocking(move || Ok(app2.authorization().delete_role(&n)?)).await?;
+    let n = name.clone();
+    blocking(&app, move |app| Ok(app.authorization().delete_role(&n)?)).await?;
     caller.audit(&app, "role_deleted", serde_json::json!({ "role": name }));
     Ok(HttpResponse::NoContent().finish())
 }
@@ -127,11 +128,11 @@ async fn change_holder(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let holder = holder.holder()?;
-    let (app2, n, h) = (app.clone(), name.clone(), holder.clone());
-    let roles = blocking(move || {
-        Ok(app2
+    let (n, h) = (name.clone(), holder.clone());
+    let roles = blocking(&app, move |app| {
+        Ok(app
             .authorization()
-            .set_holder(&n, &h, grant, app2.clients())?)
+            .set_holder(&n, &h, grant, app.clients())?)
     })
     .await?;
     let (kind, id) = match &holder {

@@ -28,8 +28,7 @@ pub async fn list(
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
-    let app2 = app.clone();
-    let all = blocking(move || Ok(app2.users().list()?)).await?;
+    let all = blocking(&app, move |app| Ok(app.users().list()?)).await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
 }
 
@@ -55,8 +54,7 @@ pub async fn create(
         roles: body.roles,
         password: body.password,
     };
-    let app2 = app.clone();
-    let user = blocking(move || Ok(app2.users().create(&new)?)).await?;
+    let user = blocking(&app, move |app| Ok(app.users().create(&new)?)).await?;
     caller.audit(
         &app,
         "user_created",
@@ -74,9 +72,8 @@ pub async fn get(
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
     let username = username.into_inner();
-    let app2 = app.clone();
-    let user = blocking(move || {
-        app2.store()
+    let user = blocking(&app, move |app| {
+        app.store()
             .find_user_by_username(&username)?
             .ok_or_else(|| AdminError::NotFound(format!("no user {username}")))
     })
@@ -93,8 +90,8 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let username = username.into_inner();
-    let (app2, name) = (app.clone(), username.clone());
-    blocking(move || Ok(app2.users().delete(&name)?)).await?;
+    let name = username.clone();
+    blocking(&app, move |app| Ok(app.users().delete(&name)?)).await?;
     caller.audit(
         &app,
         "user_deleted",
@@ -110,8 +107,11 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
-    let (app2, name) = (app.clone(), username.clone());
-    blocking(move || Ok(app2.users().set_disabled(&name, disabled)?)).await?;
+    let name = username.clone();
+    blocking(&app, move |app| {
+        Ok(app.users().set_disabled(&name, disabled)?)
+    })
+    .await?;
     let action = if disabled {
         "user_disabled"
     } else {
