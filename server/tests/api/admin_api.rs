@@ -59,6 +59,7 @@ async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
     assert_eq!(response.status(), 401);
     let (token, admin_secret) = admin_token(&app).await;
     let get = |path: &str| app.http.get(url(path)).bearer_auth(&token).send();
+    let delete = |path: &str| app.http.delete(url(path)).bearer_auth(&token).send();
 
     // Clients: list with pagination, create (validation by field, conflict), get, delete.
     let page: Value = get("/clients?limit=1&offset=1")
@@ -124,27 +125,9 @@ async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
     let conflict = app.http.post(url("/clients")).bearer_auth(&token).json(&json!({"client_id": "api-made", "client_name": "Again", "grant_types": ["client_credentials"]})).send().await.unwrap();
     assert_eq!(conflict.status(), 409);
     assert_eq!(get("/clients/api-made").await.unwrap().status(), 200);
-    assert_eq!(
-        app.http
-            .delete(url("/clients/api-made"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(delete("/clients/api-made").await.unwrap().status(), 204);
     assert_eq!(get("/clients/api-made").await.unwrap().status(), 404);
-    assert_eq!(
-        app.http
-            .delete(url("/clients/api-made"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(delete("/clients/api-made").await.unwrap().status(), 404);
 
     // Users, roles, resources.
     let user = app.http.post(url("/users")).bearer_auth(&token).json(&json!({"username": "grace", "email": "grace@example.test", "name": "Grace", "password": "long enough password"})).send().await.unwrap();
@@ -207,16 +190,7 @@ async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
             .unwrap()["disabled"],
         true
     );
-    assert_eq!(
-        app.http
-            .delete(url("/roles/admin"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(delete("/roles/admin").await.unwrap().status(), 400);
     let roles: Value = get("/roles").await.unwrap().json().await.unwrap();
     assert_eq!(roles["total"], 4);
 
