@@ -169,54 +169,30 @@ async fn roles_and_resources_decide_the_token_scope(db: Db) {
     for seeded in ["admin", "user", "guest", "ml-reader", "accountant"] {
         assert!(names.contains(&seeded), "{names:?}");
     }
-    let denied = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["role", "delete", "admin"])
-        .env("PORTCULLIS_DATABASE_URL", &app.database.url)
-        .env(
-            "PORTCULLIS_KEY_ENCRYPTION_KEY",
-            crate::helpers::test_kek_base64(),
-        )
-        .output()
-        .unwrap();
+    let denied = app.cli_output(&["role", "delete", "admin"]);
     assert!(!denied.status.success());
     // A scope belongs to one resource only; an unknown role cannot be assigned.
-    let clash = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "resource",
-            "create",
-            "--audience",
-            "https://x.example.test",
-            "--scope",
-            "models:read",
-        ])
-        .env("PORTCULLIS_DATABASE_URL", &app.database.url)
-        .env(
-            "PORTCULLIS_KEY_ENCRYPTION_KEY",
-            crate::helpers::test_kek_base64(),
-        )
-        .output()
-        .unwrap();
+    let clash = app.cli_output(&[
+        "resource",
+        "create",
+        "--audience",
+        "https://x.example.test",
+        "--scope",
+        "models:read",
+    ]);
     assert!(String::from_utf8_lossy(&clash.stderr).contains("already belongs"));
-    let unknown_role = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "client",
-            "create",
-            "--id",
-            "z",
-            "--name",
-            "Z",
-            "--grant-type",
-            "client_credentials",
-            "--role",
-            "nope",
-        ])
-        .env("PORTCULLIS_DATABASE_URL", &app.database.url)
-        .env(
-            "PORTCULLIS_KEY_ENCRYPTION_KEY",
-            crate::helpers::test_kek_base64(),
-        )
-        .output()
-        .unwrap();
+    let unknown_role = app.cli_output(&[
+        "client",
+        "create",
+        "--id",
+        "z",
+        "--name",
+        "Z",
+        "--grant-type",
+        "client_credentials",
+        "--role",
+        "nope",
+    ]);
     assert!(!unknown_role.status.success());
     assert!(String::from_utf8_lossy(&unknown_role.stderr).contains("no role nope"));
 }

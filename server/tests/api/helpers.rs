@@ -403,8 +403,8 @@ impl TestApp {
 
 impl TestApp {
     /// Runs the real `portcullis` binary against this app's database and KEK.
-    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(args)
             .env("PORTCULLIS_DATABASE_URL", &self.database.url)
             .env("PORTCULLIS_KEY_ENCRYPTION_KEY", test_kek_base64())
@@ -412,7 +412,12 @@ impl TestApp {
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs the real `portcullis` binary, which must succeed, and reads its JSON output.
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        let output = self.cli_output(args);
         assert!(
             output.status.success(),
             "portcullis {args:?} failed: {}",
