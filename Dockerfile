@@ -19,13 +19,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libpq5 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 # Templates and migrations are embedded in the binary: only the binary is copied.
-RUN useradd --system --user-group --uid 10001 --home-dir /app --shell /usr/sbin/nologin portcullis
+# A fixed UID and GID (10001:10001): Kubernetes manifests name them (deploy/kubernetes/), and
+# `useradd --system --user-group` alone would pick a GID below 1000.
+RUN groupadd --system --gid 10001 portcullis \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin portcullis
 WORKDIR /app
 # keys/ must exist and belong to the runtime user: a named volume mounted here takes this
 # ownership, and the key-encryption key is created in it on first start.
 RUN mkdir -p /app/keys /app/data && chown portcullis:portcullis /app/keys /app/data && chmod 0700 /app/keys
 COPY --from=builder /usr/local/bin/portcullis /usr/local/bin/portcullis
-USER portcullis
+# Numeric, so a runtime can check runAsNonRoot without reading /etc/passwd.
+USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["portcullis"]
 CMD ["serve"]
