@@ -1,25 +1,38 @@
 //! The application's shared state, independent of the HTTP framework: the CLI and the server
 //! both build it from [`Settings`].
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::audit::Audit;
 use crate::authorization::AuthorizationService;
+use crate::client_address::TrustedProxies;
 use crate::clients::ClientRegistry;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::credential_limits::{CredentialLimits, Policy};
 use crate::jose::kek::KeyEncryptionKey;
 use crate::jose::keyring::{KeyringManager, RotationPolicy};
 use crate::limits::Limiter;
+use crate::redis_link::RedisLink;
 use crate::secrets::SecretHasher;
-use crate::store::cluster_state::{AUTHORIZATION, CLIENTS, KEYRING};
+use crate::session::known_device::KnownDevices;
+use crate::store::cluster_state::{AUDIT_PURGE, AUTHORIZATION, CLIENTS, KEYRING};
 use crate::store::Store;
 use crate::tokens::deny_list::DenyList;
 use crate::users::{PasswordPolicy, UserService};
 
 /// Purpose string for the client-secret hashing key derived from the KEK.
 const CLIENT_SECRET_PURPOSE: &str = "portcullis client secret hmac v1";
+const KNOWN_DEVICE_PURPOSE: &str = "portcullis known device cookie v1";
+
+/// How many password hashes may run at once by default: two per core, within a 256 MiB
+/// budget of Argon2 memory.
+pub fn default_password_hash_concurrency(memory_kib: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let budget = 256 * 1024 / usize::try_from(memory_kib.max(1)).unwrap_or(usize::MAX);
+    (cores * 2).min(budget).max(1)
+}
 
 #[derive(Clone)]
 pub struct App {
@@ -43,11 +56,31 @@ struct Inner {
     /// Replaced by the Redis limiter at start when Redis is configured.
     limiter: std::sync::OnceLock<Limiter>,
     memory_limiter: Limiter,
+    /// Set at start when Redis is configured.
+    redis: std::sync::OnceLock<RedisLink>,
+    credential_limits: std::sync::OnceLock<CredentialLimits>,
+    memory_credential_limits: CredentialLimits,
+    sign_in_policy: Policy,
+    client_authentication_policy: Policy,
+    trusted_proxies: TrustedProxies,
+    known_devices: KnownDevices,
+    /// Argon2 costs `password_hash_memory_kib` per hash: at most this many run at once.
+    password_permits: Arc<tokio::sync::Semaphore>,
+    /// Set when a shutdown began: readiness fails so load balancers stop sending.
+    shutting_down: AtomicBool,
 }
 
 /// The audience of access tokens for the admin API.
 pub fn admin_audience(settings: &Settings) -> String {
     format!("{}/admin/v1", settings.issuer)
+}
+
+/// Deletes the audit events older than `audit_retention`; how many went.
+pub fn purge_audit(store: &Store, settings: &Settings, now: i64) -> Result<usize, String> {
+    let retention = i64::try_from(settings.audit_retention).unwrap_or(i64::MAX / 4);
+    store
+        .purge_audit_events(now.saturating_sub(retention))
+        .map_err(|e| e.to_string())
 }
 
 /// The pieces every command needs: the store and the KEK.
@@ -58,7 +91,11 @@ pub struct Foundation {
 
 impl Foundation {
     pub fn open(settings: &Settings) -> Result<Foundation, String> {
-        let store = Store::open(&settings.database_url, settings.database_pool_size)?;
+        let store = Store::open_with_deadline(
+            &settings.database_url,
+            settings.database_pool_size,
+            settings.database_timeout(),
+        )?;
         let kek = Arc::new(KeyEncryptionKey::load_or_create(settings)?);
         // A KEK that cannot open the stored keys would also hash client secrets differently
         // from the servers: refuse early rather than provision clients that never work.
@@ -130,9 +167,18 @@ impl App {
             .store
             .generation(CLIENTS)
             .map_err(|e| e.to_string())?;
+        let trusted_proxies =
+            TrustedProxies::new(settings.trusted_proxy_networks().map_err(|e| e.0)?);
+        let known_devices = KnownDevices::new(
+            &foundation.kek.derive(KNOWN_DEVICE_PURPOSE),
+            i64::try_from(settings.known_device_ttl).unwrap_or(i64::MAX / 4),
+        );
+        let permits = match settings.password_hash_concurrency {
+            0 => default_password_hash_concurrency(settings.password_hash_memory_kib),
+            n => n,
+        };
         Ok(App {
             inner: Arc::new(Inner {
-                settings,
                 store: foundation.store,
                 clients,
                 users,
@@ -146,6 +192,16 @@ impl App {
                 redis_deny_list: std::sync::OnceLock::new(),
                 limiter: std::sync::OnceLock::new(),
                 memory_limiter: Limiter::Memory(std::sync::Arc::default()),
+                redis: std::sync::OnceLock::new(),
+                credential_limits: std::sync::OnceLock::new(),
+                memory_credential_limits: CredentialLimits::default(),
+                sign_in_policy: Policy::sign_in(&settings),
+                client_authentication_policy: Policy::client_authentication(&settings),
+                trusted_proxies,
+                known_devices,
+                password_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+                shutting_down: AtomicBool::new(false),
+                settings,
             }),
         })
     }
@@ -214,12 +270,57 @@ impl App {
             .unwrap_or(&self.inner.memory_limiter)
     }
 
-    pub fn use_limiter(&self, limiter: Limiter) {
-        let _ = self.inner.limiter.set(limiter);
+    /// Moves sessions' neighbours to Redis: the deny list, the limits and the sign-in counters.
+    pub fn use_redis(&self, link: RedisLink) {
+        let _ = self.inner.limiter.set(Limiter::Redis(link.clone()));
+        let _ = self
+            .inner
+            .redis_deny_list
+            .set(DenyList::Redis(link.clone()));
+        let _ = self
+            .inner
+            .credential_limits
+            .set(CredentialLimits::Redis(link.clone()));
+        let _ = self.inner.redis.set(link);
     }
 
-    pub fn use_deny_list(&self, deny_list: DenyList) {
-        let _ = self.inner.redis_deny_list.set(deny_list);
+    pub fn redis(&self) -> Option<&RedisLink> {
+        self.inner.redis.get()
+    }
+
+    pub fn credential_limits(&self) -> &CredentialLimits {
+        self.inner
+            .credential_limits
+            .get()
+            .unwrap_or(&self.inner.memory_credential_limits)
+    }
+
+    pub fn sign_in_policy(&self) -> &Policy {
+        &self.inner.sign_in_policy
+    }
+
+    pub fn client_authentication_policy(&self) -> &Policy {
+        &self.inner.client_authentication_policy
+    }
+
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
+    }
+
+    pub fn known_devices(&self) -> &KnownDevices {
+        &self.inner.known_devices
+    }
+
+    pub fn password_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.password_permits
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Revokes a grant: its refresh tokens, and its access tokens until they expire.
@@ -294,6 +395,24 @@ impl App {
             .store
             .purge_expired(self.now())
             .map_err(|e| e.to_string())?;
+        self.purge_audit_if_due()?;
+        Ok(())
+    }
+
+    /// Deletes audit events older than `audit_retention`, at most hourly, and on one instance
+    /// at a time (whichever takes the lease).
+    fn purge_audit_if_due(&self) -> Result<(), String> {
+        let now = self.now();
+        let store = &self.inner.store;
+        if store
+            .take_lease(AUDIT_PURGE, now, 3600)
+            .map_err(|e| e.to_string())?
+        {
+            let deleted = purge_audit(store, &self.inner.settings, now)?;
+            if deleted > 0 {
+                tracing::info!(deleted, "audit events past their retention deleted");
+            }
+        }
         Ok(())
     }
 }

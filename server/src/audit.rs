@@ -22,10 +22,17 @@ pub struct Audit {
     clock: SharedClock,
 }
 
+/// What the writer task receives.
+enum Message {
+    Event(NewAuditEvent),
+    /// Write everything received so far, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 enum Sink {
     /// The server: a channel to the batching writer task.
-    Queue(mpsc::Sender<NewAuditEvent>),
+    Queue(mpsc::Sender<Message>),
     /// The CLI: written at once.
     Direct(Store),
 }
@@ -76,7 +83,7 @@ impl Audit {
         };
         match &self.sink {
             Sink::Queue(sender) => {
-                if sender.try_send(event).is_err() {
+                if sender.try_send(Message::Event(event)).is_err() {
                     metrics::counter!("portcullis_audit_events_dropped_total").increment(1);
                 }
             }
@@ -89,26 +96,75 @@ impl Audit {
     }
 }
 
-async fn write_batches(store: Store, mut receiver: mpsc::Receiver<NewAuditEvent>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        // Let a burst accumulate: fewer, larger transactions.
-        if batch.len() < BATCH {
+impl Audit {
+    /// Waits until every event recorded so far is in the database (shutdown: queued rows must
+    /// not be lost). False when `deadline` passed first, say because the database is down.
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        let Sink::Queue(sender) = &self.sink else {
+            return true;
+        };
+        let (done, written) = tokio::sync::oneshot::channel();
+        let flushed =
+            async { sender.send(Message::Flush(done)).await.is_ok() && written.await.is_ok() };
+        tokio::time::timeout(deadline, flushed)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+fn sort(
+    messages: &mut Vec<Message>,
+    batch: &mut Vec<NewAuditEvent>,
+    waiting: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) {
+    for message in messages.drain(..) {
+        match message {
+            Message::Event(event) => batch.push(event),
+            Message::Flush(done) => waiting.push(done),
+        }
+    }
+}
+
+/// Writes events in batches. A batch the database refuses is kept and retried with a growing
+/// pause (new events wait in the channel meanwhile), so a database blip loses nothing.
+async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Message>) {
+    let mut messages = Vec::with_capacity(BATCH);
+    let mut batch: Vec<NewAuditEvent> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        sort(&mut messages, &mut batch, &mut waiting);
+        // Let a burst accumulate: fewer, larger transactions (not when asked to flush).
+        if batch.len() < BATCH && waiting.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             while batch.len() < BATCH {
                 match receiver.try_recv() {
-                    Ok(event) => batch.push(event),
+                    Ok(message) => messages.push(message),
                     Err(_) => break,
                 }
             }
+            sort(&mut messages, &mut batch, &mut waiting);
         }
-        let chunk = std::mem::take(&mut batch);
-        let count = chunk.len();
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.insert_audit_events(&chunk)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, count, "audit events not stored"),
-            Err(e) => tracing::error!(error = %e, count, "audit writer failed"),
+        let mut pause = Duration::from_millis(100);
+        while !batch.is_empty() {
+            let chunk = batch.clone();
+            let count = chunk.len();
+            let writer = store.clone();
+            match tokio::task::spawn_blocking(move || writer.insert_audit_events(&chunk)).await {
+                Ok(Ok(())) => batch.clear(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, count, "audit events not stored yet; retrying");
+                    metrics::counter!("portcullis_audit_write_retries_total").increment(1);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count, "audit writer failed");
+                    batch.clear();
+                }
+            }
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
         }
     }
 }

@@ -68,12 +68,48 @@ pub struct Settings {
     /// Failed client authentications at the token endpoint per client IP address per minute
     /// (0: unlimited); past them, that address's token requests get 429 until the minute ends.
     pub token_auth_failures_per_ip_per_minute: u64,
-    /// Failed sign-ins per username, and per client IP address, within `login_failure_window`
-    /// before further attempts are refused until the window ends.
-    pub login_max_failures_per_username: u64,
-    pub login_max_failures_per_ip: u64,
+    /// Sign-in protection (docs/configuration.md, "Sign-in protection"). One (username,
+    /// address) pair may fail this many times before it must wait, the waits growing through
+    /// `login_pair_lockouts`.
+    pub login_pair_max_failures: u64,
+    #[serde(deserialize_with = "duration_list")]
+    pub login_pair_lockouts: Vec<u64>,
+    /// Failed sign-ins per client address, across usernames, within `login_ip_failure_window`
+    /// (password spraying); past it, 429.
+    pub login_ip_max_failures: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub login_ip_failure_window: u64,
+    /// Past this many failures for one username (from any address), sign-ins for it from a
+    /// browser that is not a known device are slowed, by at most `login_username_max_delay`.
+    pub login_username_slowdown_after: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub login_username_max_delay: u64,
+    /// How long failures are remembered after the last one (pair and username counters).
     #[serde(deserialize_with = "seconds")]
     pub login_failure_window: u64,
+    /// Lifetime of the known-device cookie set at a successful sign-in.
+    #[serde(deserialize_with = "seconds")]
+    pub known_device_ttl: u64,
+    /// Password hashes computed at once (each costs `password_hash_memory_kib`); 0 derives it
+    /// from the cores and a 256 MiB budget.
+    pub password_hash_concurrency: usize,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed (CIDRs).
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Deadline of one database call on a request path (pool checkout included).
+    pub database_timeout_ms: u64,
+    /// Deadline of one Redis call (connecting included).
+    pub redis_timeout_ms: u64,
+    /// On SIGTERM: how long to keep serving (readiness already failing) before the listener
+    /// closes, so load balancers stop sending first.
+    #[serde(deserialize_with = "seconds")]
+    pub shutdown_delay: u64,
+    /// Then: how long requests in flight (and the audit queue) may take to finish.
+    #[serde(deserialize_with = "seconds")]
+    pub shutdown_grace: u64,
+    /// Audit events older than this are deleted.
+    #[serde(deserialize_with = "seconds")]
+    pub audit_retention: u64,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// `text` or `json` log lines.
@@ -117,9 +153,21 @@ impl Default for Settings {
             require_pkce: true,
             token_rate_limit_per_minute: 6000,
             token_auth_failures_per_ip_per_minute: 60,
-            login_max_failures_per_username: 5,
-            login_max_failures_per_ip: 50,
-            login_failure_window: 900,
+            login_pair_max_failures: 10,
+            login_pair_lockouts: vec![60, 300, 900],
+            login_ip_max_failures: 100,
+            login_ip_failure_window: 24 * 3600,
+            login_username_slowdown_after: 30,
+            login_username_max_delay: 30,
+            login_failure_window: 3600,
+            known_device_ttl: 180 * 24 * 3600,
+            password_hash_concurrency: 0,
+            trusted_proxies: Vec::new(),
+            database_timeout_ms: 1500,
+            redis_timeout_ms: 500,
+            shutdown_delay: 5,
+            shutdown_grace: 20,
+            audit_retention: 90 * 24 * 3600,
             workers: 0,
             log_format: LogFormat::Text,
         }
@@ -237,6 +285,26 @@ impl Settings {
                 )));
             }
         }
+        for (name, value) in [
+            ("database_timeout_ms", self.database_timeout_ms),
+            ("redis_timeout_ms", self.redis_timeout_ms),
+            ("login_pair_max_failures", self.login_pair_max_failures),
+            ("login_ip_max_failures", self.login_ip_max_failures),
+            ("login_ip_failure_window", self.login_ip_failure_window),
+            ("login_failure_window", self.login_failure_window),
+            ("known_device_ttl", self.known_device_ttl),
+            ("audit_retention", self.audit_retention),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("setting `{name}`: must be at least 1")));
+            }
+        }
+        if self.login_pair_lockouts.is_empty() || self.login_pair_lockouts.contains(&0) {
+            return Err(ConfigError(
+                "setting `login_pair_lockouts`: one or more durations of at least 1 s".into(),
+            ));
+        }
+        self.trusted_proxy_networks()?;
         if self.access_token_ttl > self.max_access_token_ttl {
             return Err(ConfigError(
                 "setting `access_token_ttl`: larger than `max_access_token_ttl`".into(),
@@ -255,6 +323,31 @@ impl Settings {
         self.access_token_ttl
             .max(self.id_token_ttl)
             .max(self.max_access_token_ttl)
+    }
+
+    /// `trusted_proxies` parsed: CIDRs, or single addresses (a /32 or /128).
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "setting `trusted_proxies`: `{text}` is not an address or CIDR (such as 10.0.0.0/8)"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    pub fn database_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.database_timeout_ms)
+    }
+
+    pub fn redis_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.redis_timeout_ms)
     }
 
     pub fn issuer_is_https(&self) -> bool {
@@ -286,6 +379,58 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> 
             ))
         }),
     }
+}
+
+/// A list of durations: `[60, "5m"]`, or one string `"1m, 5m, 15m"` (environment variables).
+fn duration_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Number(u64),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<Item>),
+        One(u64),
+        Text(String),
+    }
+    let items: Vec<Item> = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::One(n) => vec![Item::Number(n)],
+        Raw::Text(text) => split_list(&text).into_iter().map(Item::Text).collect(),
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Item::Number(n) => Ok(n),
+            Item::Text(text) => parse_duration(&text)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a duration"))),
+        })
+        .collect()
+}
+
+/// A list of strings: a TOML array, or one string separated by commas or spaces.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => split_list(&text),
+    })
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.trim_matches(|c| c == '[' || c == ']')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 pub fn parse_duration(text: &str) -> Option<u64> {

@@ -3,11 +3,14 @@
 pub mod app;
 pub mod audit;
 pub mod authorization;
+pub mod client_address;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod credential_limits;
 pub mod endpoints;
 pub mod error;
+pub mod healthcheck;
 pub mod jose;
 pub mod limits;
 pub mod oauth;

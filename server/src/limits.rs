@@ -8,7 +8,7 @@ use dashmap::DashMap;
 #[derive(Clone)]
 pub enum Limiter {
     Memory(Arc<Counters>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(crate::redis_link::RedisLink),
 }
 
 /// In-process counters: key → (window start, count).
@@ -66,31 +66,36 @@ impl Limiter {
                     }
                     count
                 }
-                Limiter::Redis(manager) => {
-                    let mut conn = manager.clone();
+                Limiter::Redis(link) => {
                     let redis_key = format!("portcullis:limit:{key}:{start}");
-                    let result: Result<u64, _> = if amount == 0 {
-                        redis::cmd("GET")
-                            .arg(&redis_key)
-                            .query_async::<Option<u64>>(&mut conn)
-                            .await
-                            .map(Option::unwrap_or_default)
-                    } else {
-                        redis::pipe()
-                            .cmd("INCRBY")
-                            .arg(&redis_key)
-                            .arg(amount)
-                            .cmd("EXPIRE")
-                            .arg(&redis_key)
-                            .arg(limit.window.max(1) + 1)
-                            .ignore()
-                            .query_async::<(u64,)>(&mut conn)
-                            .await
-                            .map(|(count,)| count)
-                    };
+                    let expire = limit.window.max(1) + 1;
+                    let result = link
+                        .run(|mut conn| async move {
+                            if amount == 0 {
+                                redis::cmd("GET")
+                                    .arg(&redis_key)
+                                    .query_async::<Option<u64>>(&mut conn)
+                                    .await
+                                    .map(Option::unwrap_or_default)
+                            } else {
+                                redis::pipe()
+                                    .cmd("INCRBY")
+                                    .arg(&redis_key)
+                                    .arg(amount)
+                                    .cmd("EXPIRE")
+                                    .arg(&redis_key)
+                                    .arg(expire)
+                                    .ignore()
+                                    .query_async::<(u64,)>(&mut conn)
+                                    .await
+                                    .map(|(count,)| count)
+                            }
+                        })
+                        .await;
                     match result {
                         Ok(count) => count,
                         Err(e) => {
+                            // A budget, not a security check: better served than refused.
                             tracing::warn!(error = %e, "rate limiter unavailable; allowing");
                             0
                         }

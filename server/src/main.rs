@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use portcullis::app::Foundation;
 use portcullis::clients::{NewClient, SecretChoice};
-use portcullis::clock::{SharedClock, SystemClock};
+use portcullis::clock::{Clock, SharedClock, SystemClock};
 use portcullis::config::Settings;
 use portcullis::jose::keyring::format_time;
 use portcullis::users::NewUser;
@@ -55,8 +55,17 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Exit 0 when the server on the configured address answers /healthz (container probes).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Delete events older than `audit_retention` now (servers also do it hourly).
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +156,11 @@ enum UserCommand {
     },
     /// Enable a disabled user.
     Enable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Forget the user's failed sign-ins (every waiting period ends), on every instance.
+    Unlock {
         #[arg(long)]
         username: String,
     },
@@ -248,7 +262,11 @@ fn main() -> ExitCode {
         Command::Role(command) => role(settings, command),
         Command::Resource(command) => resource(settings, command),
         Command::Keys(command) => keys(settings, command),
-        Command::Healthcheck => healthcheck(&settings),
+        Command::Audit(AuditCommand::Purge) => Foundation::open(&settings).and_then(|f| {
+            let deleted = portcullis::app::purge_audit(&f.store, &settings, SystemClock.now())?;
+            print_json(&serde_json::json!({ "deleted": deleted }))
+        }),
+        Command::Healthcheck => portcullis::healthcheck::run(&settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,7 +296,7 @@ fn serve(settings: Settings) -> Result<(), String> {
             database = ?running.app.store().backend(),
             "portcullis listening"
         );
-        running.server.await.map_err(|e| e.to_string())
+        running.run_until_stopped().await
     })
 }
 
@@ -449,6 +467,15 @@ fn user(settings: Settings, command: UserCommand) -> Result<(), String> {
                 serde_json::json!({ "username": username }),
             );
             print_json(&serde_json::json!({ "disabled": username }))
+        }
+        UserCommand::Unlock { username } => {
+            users.unlock(&username).map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "user_unlocked",
+                serde_json::json!({ "username": username }),
+            );
+            print_json(&serde_json::json!({ "unlocked": username }))
         }
         UserCommand::Enable { username } => {
             users
@@ -644,24 +671,5 @@ fn keys(settings: Settings, command: KeysCommand) -> Result<(), String> {
                 ))
             }
         }
-    }
-}
-
-fn healthcheck(settings: &Settings) -> Result<(), String> {
-    use std::io::Write;
-    use std::net::TcpStream;
-    let address = settings.bind.replace("0.0.0.0", "127.0.0.1");
-    let mut stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
-        Ok(())
-    } else {
-        Err(format!("{address}/healthz did not answer 200"))
     }
 }

@@ -90,6 +90,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
     .default_service(web::to(not_found));
 }
 
+/// The browser pages that use the session (and so Redis, when configured).
+pub const SESSION_PATHS: [&str; 5] = [
+    AUTHORIZE_PATH,
+    "/authorize/resume",
+    "/login",
+    "/consent",
+    END_SESSION_PATH,
+];
+
 /// Read-only resources that answer `HEAD` as `GET` without the body (RFC 9110 §9.3.2), for
 /// probes and caches. Pages and protocol endpoints with side effects are left out.
 pub const HEAD_PATHS: [&str; 6] = [

@@ -16,6 +16,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::endpoints::discovery::Discovery;
 use crate::endpoints::json_error;
+use crate::redis_link::RedisLink;
 use crate::{endpoints, oauth, routes};
 
 /// Largest request body accepted (token requests are small); more is 413.
@@ -28,9 +29,76 @@ pub struct Running {
     handle: ServerHandle,
 }
 
+/// How the process was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM, from an orchestrator: keep serving for `shutdown_delay` first.
+    Terminate,
+    /// SIGINT (Ctrl-C), from a person: no delay.
+    Interrupt,
+}
+
+async fn stop_signal() -> Stop {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return Stop::Terminate,
+                _ = tokio::signal::ctrl_c() => return Stop::Interrupt,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Stop::Interrupt
+}
+
 impl Running {
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down without losing work:
+    /// 1. `/readyz` answers 503 at once, so load balancers take this instance out;
+    /// 2. on SIGTERM, it keeps serving for `shutdown_delay` while they notice;
+    /// 3. the listener closes and requests in flight finish, within `shutdown_grace`;
+    /// 4. queued audit events are written, within what is left of `shutdown_grace`.
+    pub async fn run_until_stopped(self) -> Result<(), String> {
+        let Running {
+            app,
+            server,
+            handle,
+            ..
+        } = self;
+        let mut server = tokio::spawn(server);
+        let stop = tokio::select! {
+            ended = &mut server => {
+                // The server ended by itself (it failed): still write what is queued.
+                app.audit().flush(Duration::from_secs(5)).await;
+                return ended.map_err(|e| e.to_string())?.map_err(|e| e.to_string());
+            }
+            stop = stop_signal() => stop,
+        };
+        let settings = app.settings();
+        app.begin_shutdown();
+        tracing::info!(signal = ?stop, "shutting down: readiness now fails");
+        if stop == Stop::Terminate && settings.shutdown_delay > 0 {
+            tokio::time::sleep(Duration::from_secs(settings.shutdown_delay)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(settings.shutdown_grace);
+        handle.stop(true).await;
+        let served = server.await;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if app.audit().flush(left).await {
+            tracing::info!("audit events written; stopped");
+        } else {
+            tracing::error!("shutdown: queued audit events could not be written in time");
+        }
+        served
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -63,12 +131,14 @@ pub async fn build_on(
         oauth::discovery::metadata(&settings).to_string(),
     )));
     let data = web::Data::new(app.clone());
-    let sessions = crate::session::SessionBackend::connect(settings.redis_url.as_deref()).await?;
-    if let Some(url) = settings.redis_url.as_deref() {
-        let redis = crate::redis_link::connect(url).await?;
-        app.use_limiter(crate::limits::Limiter::Redis(redis.clone()));
-        app.use_deny_list(crate::tokens::deny_list::DenyList::Redis(redis));
+    let redis = match settings.redis_url.as_deref() {
+        Some(url) => Some(RedisLink::connect(url, settings.redis_timeout()).await?),
+        None => None,
+    };
+    if let Some(link) = &redis {
+        app.use_redis(link.clone());
     }
+    let sessions = crate::session::SessionBackend::new(redis);
     let cookie_key = actix_web::cookie::Key::from(&app.cookie_key());
     let cookie_secure = settings.issuer_is_https();
     let session_ttl = actix_web::cookie::time::Duration::seconds(
@@ -142,6 +212,14 @@ pub async fn build_on(
                                 "invalid_request",
                                 &message,
                             ));
+                        } else if status == StatusCode::INTERNAL_SERVER_ERROR
+                            && routes::SESSION_PATHS.contains(&path.as_str())
+                        {
+                            // The session store (Redis) did not answer: the session middleware
+                            // gives an empty 500; the person gets a page saying to retry.
+                            tracing::warn!(error = %error, "browser session unavailable");
+                            response = response
+                                .into_response(crate::endpoints::pages::unavailable_page(1));
                         }
                     }
                     if routes::CORS_PATHS.contains(&path.as_str()) {
@@ -171,8 +249,10 @@ pub async fn build_on(
                 }
             })
     };
+    // Signals are ours (`run_until_stopped`): readiness must fail before the listener closes.
     let mut server = HttpServer::new(factory)
-        .shutdown_timeout(10)
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace)
         .client_request_timeout(Duration::from_secs(10));
     if settings.workers > 0 {
         server = server.workers(settings.workers);

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::{error_page, html, see_other, session_expired};
+use super::pages::{error_page, html, see_other, session_expired, unavailable_page};
 use crate::app::App;
 use crate::clients::Client;
 use crate::error::OAuthError;
@@ -78,20 +78,21 @@ fn redirect_error(
 }
 
 /// The signed-in user of this session (and the account), if it still exists and is enabled.
-pub async fn signed_in(app: &App, session: &Session) -> Option<(SignedIn, User)> {
-    let signed_in: SignedIn = session.get(SIGNED_IN).ok().flatten()?;
+/// A database that does not answer is an error, not a sign-out: a blip must not end sessions.
+pub async fn signed_in(
+    app: &App,
+    session: &Session,
+) -> Result<Option<(SignedIn, User)>, crate::store::StoreError> {
+    let Some(signed_in) = session.get::<SignedIn>(SIGNED_IN).ok().flatten() else {
+        return Ok(None);
+    };
     let user_id = signed_in.user_id.clone();
-    let user = app
-        .store()
-        .run(move |s| s.find_user(&user_id))
-        .await
-        .ok()
-        .flatten();
+    let user = app.store().run(move |s| s.find_user(&user_id)).await?;
     match user {
-        Some(u) if !u.disabled => Some((signed_in, u)),
+        Some(u) if !u.disabled => Ok(Some((signed_in, u))),
         _ => {
             session.remove(SIGNED_IN);
-            None
+            Ok(None)
         }
     }
 }
@@ -126,7 +127,13 @@ async fn proceed(
     mut request: AuthorizationRequest,
     client: &Client,
 ) -> HttpResponse {
-    let signed = signed_in(app, session).await;
+    let signed = match signed_in(app, session).await {
+        Ok(signed) => signed,
+        Err(e) => {
+            tracing::error!(error = %e, "authorization: the account could not be read");
+            return unavailable_page(1);
+        }
+    };
     if let Some((_, user)) = &signed {
         // RBAC: ask consent only for what the person's roles permit (the token gets no more).
         request.scope = app.authorization().model().effective_scope(
@@ -142,10 +149,17 @@ async fn proceed(
     let consented = match &who {
         Some(s) => {
             let (user, client_id) = (s.user_id.clone(), client.id.clone());
-            app.store()
+            match app
+                .store()
                 .run(move |st| st.consented_scopes(&user, &client_id))
                 .await
-                .unwrap_or_default()
+            {
+                Ok(scopes) => scopes,
+                Err(e) => {
+                    tracing::error!(error = %e, "authorization: consents could not be read");
+                    return unavailable_page(1);
+                }
+            }
         }
         None => Vec::new(),
     };
@@ -242,7 +256,11 @@ pub async fn resume(
     session.remove(&format!("{PENDING_PREFIX}{}", query.request));
     let client = match app.clients().find(&request.client_id).await {
         Ok(Some(client)) => client,
-        _ => return bad_link("The application is no longer registered."),
+        Ok(None) => return bad_link("The application is no longer registered."),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization: the client could not be read");
+            return unavailable_page(1);
+        }
     };
     proceed(&app, &session, request, &client).await
 }
@@ -266,8 +284,13 @@ pub async fn consent(
     let Some(request) = pending(&session, &form.request) else {
         return session_expired();
     };
-    let Some((who, _)) = signed_in(&app, &session).await else {
-        return session_expired();
+    let who = match signed_in(&app, &session).await {
+        Ok(Some((who, _))) => who,
+        Ok(None) => return session_expired(),
+        Err(e) => {
+            tracing::error!(error = %e, "consent: the account could not be read");
+            return unavailable_page(1);
+        }
     };
     session.remove(&format!("{PENDING_PREFIX}{}", form.request));
     match form.decision.as_str() {

@@ -14,7 +14,13 @@ pub async fn introspect(
     app: web::Data<App>,
 ) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = form::parse(&request, &body)?;
-    let answer = introspection::introspect(&app, authorization, &params).await?;
+    let answer = introspection::introspect(
+        &app,
+        authorization,
+        &params,
+        super::client_address(&request, &app),
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))

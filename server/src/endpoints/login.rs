@@ -1,16 +1,21 @@
 //! `GET|POST /login`: username and password, one generic message on failure.
 
 use actix_session::Session;
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
 use super::authorize::{pending, save_pending, set_signed_in};
-use super::pages::{error_page, html, see_other, session_expired};
+use super::pages::{
+    error_page, html, see_other, session_expired, unavailable_page, with_retry_after,
+};
 use crate::app::App;
-use crate::limits::Limit;
+use crate::credential_limits::Refusal;
 use crate::oauth::authorize::SignedIn;
+use crate::session::known_device;
 use crate::session::{csrf_matches, csrf_token};
 use crate::views::LoginPage;
 
@@ -89,33 +94,28 @@ pub struct LoginForm {
     password: String,
 }
 
-/// The counters a failed sign-in adds to: per username (whether or not it exists, so the
-/// answer reveals nothing) and per client address.
-fn throttle_keys(app: &App, username: &str, request: &HttpRequest) -> Vec<(String, Limit)> {
-    let settings = app.settings();
-    let window = settings.login_failure_window;
-    let ip = request
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    vec![
-        (
-            format!("login:user:{}", username.trim().to_lowercase()),
-            Limit {
-                max: settings.login_max_failures_per_username.saturating_sub(1),
-                window,
-            },
-        ),
-        (
-            format!("login:ip:{ip}"),
-            Limit {
-                max: settings.login_max_failures_per_ip.saturating_sub(1),
-                window,
-            },
-        ),
-    ]
+/// One message for a wrong password, an unknown username, a disabled account and a pair that
+/// must wait (docs/errors.md): none of them tells an attacker more than the others.
+const FAILED: &str = "The username or password is incorrect. After repeated failures, sign-in \
+                      from this device pauses for a few minutes.";
+
+/// How long a sign-in waits for its turn to hash a password before giving up with 503.
+const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn too_many(retry_after: u64, message: &str) -> HttpResponse {
+    metrics::counter!("portcullis_rate_limited_total", "endpoint" => "login").increment(1);
+    let mut page = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts",
+        message,
+    );
+    with_retry_after(&mut page, retry_after);
+    page
 }
 
+/// `POST /login`. The attempt is counted before the password is hashed (`credential_limits`),
+/// and hashing waits for one of a bounded number of turns, so neither parallel guesses nor a
+/// flood of sign-ins can get past the limits or exhaust memory.
 pub async fn login(
     request: HttpRequest,
     form: web::Form<LoginForm>,
@@ -126,73 +126,139 @@ pub async fn login(
         return session_expired();
     }
     let form = form.into_inner();
-    let keys = throttle_keys(&app, &form.username, &request);
-    for (key, limit) in &keys {
-        if let Err(retry_after) = app.limiter().add(key, 0, *limit, app.now()).await {
-            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "login").increment(1);
-            let mut page = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many sign-in attempts",
-                "For your security, sign-in is paused for a while. Please try again later.",
-            );
-            if let Ok(value) =
-                actix_web::http::header::HeaderValue::from_str(&retry_after.to_string())
-            {
-                page.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, value);
+    let address = super::client_address(&request, &app);
+    let typed = form.username.trim().to_string();
+    let account = {
+        let typed = typed.clone();
+        match app
+            .store()
+            .run(move |s| s.find_user_by_username(&typed))
+            .await
+        {
+            Ok(account) => account,
+            Err(e) => {
+                tracing::error!(error = %e, "login lookup failed");
+                return unavailable_page(1);
             }
-            return page;
-        }
-    }
-    let (username, password) = (form.username.clone(), form.password);
-    let users_app = app.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || users_app.users().authenticate(&username, &password))
-            .await;
-    let user = match outcome {
-        Ok(Ok(user)) => user,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "login lookup failed");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "Please try again in a moment.",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "login task failed");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "Please try again in a moment.",
-            );
         }
     };
-    let Some(user) = user else {
-        metrics::counter!("portcullis_login_failures_total").increment(1);
-        for (key, limit) in &keys {
-            let _ = app.limiter().add(key, 1, *limit, app.now()).await;
-        }
-        app.audit().record(
-            "login_failed",
-            None,
-            None,
-            serde_json::json!({ "username": form.username }),
-        );
-        return render(
-            &app,
-            &session,
-            &form.request,
-            form.username,
-            Some("The username or password is incorrect.".into()),
+    let secure = app.settings().issuer_is_https();
+    let known_device = account.as_ref().is_some_and(|user| {
+        request
+            .cookie(known_device::cookie_name(secure))
+            .is_some_and(|c| app.known_devices().is_known(c.value(), &user.id, app.now()))
+    });
+    // Counters are per username as typed (lower-cased), known or not, so they reveal nothing;
+    // the account's generation lets `user unlock` start them over.
+    let subject = format!(
+        "{}#{}",
+        typed.to_lowercase(),
+        account.as_ref().map_or(0, |u| u.sign_in_generation)
+    );
+    let limits = app.credential_limits();
+    let reserved = limits
+        .reserve(
+            app.sign_in_policy(),
+            &subject,
+            address,
+            known_device,
+            app.now(),
         )
         .await;
+    let reservation = match reserved {
+        Ok(Ok(reservation)) => reservation,
+        Ok(Err(refusal)) => {
+            app.audit().record(
+                "login_throttled",
+                None,
+                None,
+                serde_json::json!({
+                    "username": typed,
+                    "ip": address.to_string(),
+                    "reason": match refusal {
+                        Refusal::PairLocked(_) => "pair",
+                        Refusal::AddressBlocked(_) => "address",
+                        Refusal::SubjectSlowed(_) => "username",
+                    },
+                }),
+            );
+            return match refusal {
+                Refusal::PairLocked(_) => {
+                    metrics::counter!("portcullis_rate_limited_total", "endpoint" => "login")
+                        .increment(1);
+                    render(&app, &session, &form.request, form.username, Some(FAILED.into()))
+                        .await
+                }
+                Refusal::AddressBlocked(seconds) => too_many(
+                    seconds,
+                    "Too many failed sign-ins came from your network. Please try again later.",
+                ),
+                Refusal::SubjectSlowed(seconds) => too_many(
+                    seconds,
+                    &format!(
+                        "Sign-in for this account is being slowed down. Please try again in {seconds} seconds."
+                    ),
+                ),
+            };
+        }
+        Err(e) => {
+            // Fail closed: without the counters, guessing would be unlimited.
+            tracing::error!(error = %e, "sign-in counters unavailable");
+            return unavailable_page(1);
+        }
     };
+    let Ok(Ok(permit)) = tokio::time::timeout(
+        HASH_QUEUE_WAIT,
+        app.password_permits().clone().acquire_owned(),
+    )
+    .await
+    else {
+        metrics::counter!("portcullis_rate_limited_total", "endpoint" => "login_hashing")
+            .increment(1);
+        return unavailable_page(1);
+    };
+    let verified = {
+        let app = app.clone();
+        let password = form.password;
+        let account = account.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            app.users().verify_password(account.as_ref(), &password)
+        })
+        .await
+    };
+    let user = match (verified, account) {
+        (Ok(true), Some(user)) => user,
+        (Ok(_), _) => {
+            metrics::counter!("portcullis_login_failures_total").increment(1);
+            app.audit().record(
+                "login_failed",
+                None,
+                None,
+                serde_json::json!({ "username": form.username, "ip": address.to_string() }),
+            );
+            return render(
+                &app,
+                &session,
+                &form.request,
+                form.username,
+                Some(FAILED.into()),
+            )
+            .await;
+        }
+        (Err(e), _) => {
+            tracing::error!(error = %e, "login task failed");
+            return unavailable_page(1);
+        }
+    };
+    if let Err(e) = limits.succeeded(&reservation).await {
+        tracing::warn!(error = %e, "sign-in counters not cleared");
+    }
     app.audit().record(
         "login_succeeded",
         None,
         Some(&user.id),
-        serde_json::json!({ "username": user.username }),
+        serde_json::json!({ "username": user.username, "ip": address.to_string() }),
     );
     // A new session id at sign-in (session fixation), and a new CSRF token with it.
     session.renew();
@@ -204,7 +270,7 @@ pub async fn login(
     if set_signed_in(&session, &signed_in).is_err() {
         return session_expired();
     }
-    match pending(&session, &form.request) {
+    let mut response = match pending(&session, &form.request) {
         Some(mut request) => {
             request.fresh_login = true;
             if save_pending(&session, &form.request, &request).is_err() {
@@ -217,5 +283,19 @@ pub async fn login(
             "You are signed in",
             "Return to the application you were using to continue.",
         ),
+    };
+    let device = Cookie::build(
+        known_device::cookie_name(secure),
+        app.known_devices().issue(&user.id, app.now()),
+    )
+    .path("/")
+    .http_only(true)
+    .secure(secure)
+    .same_site(SameSite::Lax)
+    .max_age(CookieDuration::seconds(app.known_devices().ttl()))
+    .finish();
+    if let Err(e) = response.add_cookie(&device) {
+        tracing::warn!(error = %e, "known-device cookie not set");
     }
+    response
 }

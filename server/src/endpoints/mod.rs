@@ -20,7 +20,32 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::app::App;
 use crate::error::{Challenge, OAuthError};
+
+/// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
+/// (`client_address`). Every per-address limit and the audit log use it.
+pub fn client_address(request: &actix_web::HttpRequest, app: &App) -> std::net::IpAddr {
+    let peer = request
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if !app.trusted_proxies().trusts(peer) {
+        return peer;
+    }
+    let joined = |name: &str| {
+        let values: Vec<&str> = request
+            .headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    app.trusted_proxies().client_address(
+        peer,
+        joined("forwarded").as_deref(),
+        joined("x-forwarded-for").as_deref(),
+    )
+}
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {

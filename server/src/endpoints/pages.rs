@@ -72,3 +72,21 @@ pub fn session_expired() -> HttpResponse {
         "For your security this page can no longer be used. Go back to the application and start again.",
     )
 }
+
+/// Adds `Retry-After` (RFC 9110 §10.2.3).
+pub fn with_retry_after(response: &mut HttpResponse, seconds: u64) {
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+}
+
+/// 503 for a page whose dependency (the database, Redis) did not answer in time.
+pub fn unavailable_page(retry_after: u64) -> HttpResponse {
+    let mut page = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is temporarily unavailable",
+        "Please try again in a moment.",
+    );
+    with_retry_after(&mut page, retry_after);
+    page
+}

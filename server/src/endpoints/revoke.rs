@@ -14,7 +14,13 @@ pub async fn revoke(
     app: web::Data<App>,
 ) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = form::parse(&request, &body)?;
-    let (client_id, revoked) = revocation::revoke(&app, authorization, &params).await?;
+    let (client_id, revoked) = revocation::revoke(
+        &app,
+        authorization,
+        &params,
+        super::client_address(&request, &app),
+    )
+    .await?;
     match &revoked {
         Revoked::RefreshFamily { grant_id } => app.audit().record(
             "token_revoked",

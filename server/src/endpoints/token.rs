@@ -34,9 +34,9 @@ pub async fn token(
 
 async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = super::form::parse(request, body)?;
-    let peer = request.peer_addr().map(|address| address.ip());
+    let address = super::client_address(request, app);
     let (grant, client_id, response) =
-        grants::token_request(app, authorization, &params, peer).await?;
+        grants::token_request(app, authorization, &params, address).await?;
     app.audit().record(
         "token_issued",
         Some(&client_id),

@@ -1,5 +1,6 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3.1).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -247,36 +248,76 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
     }
 }
 
-/// Authenticates the presented credentials against the registered client. Every failure is
-/// the same `invalid_client`, whatever the cause (unknown client, wrong secret, wrong method).
-pub async fn authenticate(app: &App, presented: &Presented) -> Result<Arc<Client>, OAuthError> {
+/// Authenticates the presented credentials against the registered client, within the limits
+/// on guessing (`credential_limits`, settled per client and per `address`). Every failure is
+/// the same `invalid_client`, whatever the cause (unknown client, wrong secret, wrong method);
+/// past the limits, `429` with `Retry-After`, whether the secret was right or not.
+pub async fn authenticate(
+    app: &App,
+    presented: &Presented,
+    address: IpAddr,
+) -> Result<Arc<Client>, OAuthError> {
     let registry = app.clients();
     let fail = || OAuthError::invalid_client(presented.challenge());
     let client = registry
         .find(presented.client_id())
         .await
-        .map_err(|e| OAuthError::temporarily_unavailable(&e))?
-        .ok_or_else(fail)?;
-    let secret_ok = |secret: &str| {
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    let secret_ok = |client: &Client, secret: &str| {
         client
             .secret_hash
             .as_deref()
             .is_some_and(|hash| registry.hasher().verify(secret, hash))
     };
-    let ok = match (presented, client.auth_method) {
-        (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
-        | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => secret_ok(secret),
-        (Presented::IdOnly { .. }, AuthMethod::None) => true,
-        (Presented::Assertion { assertion, .. }, AuthMethod::PrivateKeyJwt) => {
-            verify_assertion(app, &client, assertion).await?
+    // A secret is accepted by Basic or in the body, whichever the client's library sends
+    // (RFC 6749 §2.3.1 allows both); the registered method stays the advertised one.
+    let ok = match (&client, presented) {
+        (Some(client), Presented::Basic { secret, .. } | Presented::Post { secret, .. })
+            if matches!(
+                client.auth_method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            ) =>
+        {
+            secret_ok(client, secret)
+        }
+        (Some(client), Presented::IdOnly { .. }) if client.auth_method == AuthMethod::None => {
+            // Nothing secret was checked: nothing to count.
+            return Ok(client.clone());
+        }
+        (Some(client), Presented::Assertion { assertion, .. })
+            if client.auth_method == AuthMethod::PrivateKeyJwt =>
+        {
+            verify_assertion(app, client, assertion).await?
         }
         _ => false,
     };
-    if ok {
-        Ok(client)
-    } else {
-        tracing::info!(client_id = %client.id, "client authentication failed");
-        Err(fail())
+    let settled = app
+        .credential_limits()
+        .settle_client(
+            app.client_authentication_policy(),
+            presented.client_id(),
+            address,
+            ok,
+            app.now(),
+        )
+        .await;
+    match settled {
+        Ok(None) => {}
+        Ok(Some(refusal)) => {
+            metrics::counter!("portcullis_rate_limited_total", "endpoint" => "client_authentication")
+                .increment(1);
+            return Err(OAuthError::too_many_requests(refusal.retry_after()));
+        }
+        // Client secrets are 256-bit (or at least 32 characters): without the counters a
+        // service keeps working rather than every client being refused.
+        Err(e) => tracing::warn!(error = %e, "client authentication counters unavailable"),
+    }
+    match client {
+        Some(client) if ok => Ok(client),
+        _ => {
+            tracing::info!(client_id = %presented.client_id(), "client authentication failed");
+            Err(fail())
+        }
     }
 }
 

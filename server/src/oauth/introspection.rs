@@ -25,9 +25,10 @@ pub async fn introspect(
     app: &App,
     authorization: Option<&str>,
     params: &Params,
+    address: std::net::IpAddr,
 ) -> Result<Value, OAuthError> {
     let presented = client_auth::presented(authorization, params)?;
-    let caller = client_auth::authenticate(app, &presented).await?;
+    let caller = client_auth::authenticate(app, &presented, address).await?;
     if caller.is_public() {
         return Err(OAuthError::invalid_client(Challenge::None));
     }

@@ -22,9 +22,10 @@ pub async fn revoke(
     app: &App,
     authorization: Option<&str>,
     params: &Params,
+    address: std::net::IpAddr,
 ) -> Result<(String, Revoked), OAuthError> {
     let presented = client_auth::presented(authorization, params)?;
-    let caller = client_auth::authenticate(app, &presented).await?;
+    let caller = client_auth::authenticate(app, &presented, address).await?;
     let token = params.required("token")?;
     let _hint = params.single("token_type_hint")?;
     // A refresh token?

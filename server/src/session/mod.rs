@@ -1,41 +1,32 @@
-//! Browser sessions: actix-session on Redis when configured, in-process otherwise; CSRF tokens.
+//! Browser sessions: in Redis when configured (shared by every instance), in-process otherwise;
+//! CSRF tokens.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use actix_session::storage::{
-    LoadError, RedisSessionStore, SaveError, SessionKey, SessionStore, UpdateError,
-};
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_session::Session;
 use actix_web::cookie::time::Duration;
+
+use crate::redis_link::RedisLink;
+
+pub mod known_device;
 
 type State = HashMap<String, String>;
 
 /// The session store chosen at start: Redis (shared by every instance) or this process.
 #[derive(Clone)]
 pub enum SessionBackend {
-    Redis(RedisSessionStore),
+    Redis(RedisSessions),
     Memory(MemoryStore),
 }
 
 impl SessionBackend {
-    pub async fn connect(redis_url: Option<&str>) -> Result<SessionBackend, String> {
-        match redis_url {
-            Some(url) => {
-                let connect = RedisSessionStore::builder(url)
-                    .cache_keygen(|key| format!("portcullis:session:{key}"))
-                    .build();
-                // An unreachable Redis must fail the start with a message, not hang it.
-                tokio::time::timeout(std::time::Duration::from_secs(10), connect)
-                    .await
-                    .map_err(|_| {
-                        "setting `redis_url`: no answer from Redis within 10 s".to_string()
-                    })?
-                    .map(SessionBackend::Redis)
-                    .map_err(|e| format!("setting `redis_url`: cannot connect: {e}"))
-            }
-            None => Ok(SessionBackend::Memory(MemoryStore::default())),
+    pub fn new(redis: Option<RedisLink>) -> SessionBackend {
+        match redis {
+            Some(link) => SessionBackend::Redis(RedisSessions { link }),
+            None => SessionBackend::Memory(MemoryStore::default()),
         }
     }
 }
@@ -85,6 +76,124 @@ impl SessionStore for SessionBackend {
                 Ok(())
             }
         }
+    }
+}
+
+/// Sessions in Redis, as JSON under `portcullis:session:<key>`, expiring by themselves. Every
+/// call has the link's deadline: with Redis away the pages answer 503 at once instead of
+/// waiting (see `routes::unavailable_page`).
+#[derive(Clone)]
+pub struct RedisSessions {
+    link: RedisLink,
+}
+
+fn redis_key(key: &str) -> String {
+    format!("portcullis:session:{key}")
+}
+
+fn ttl_seconds(ttl: &Duration) -> u64 {
+    u64::try_from(ttl.whole_seconds()).unwrap_or(1).max(1)
+}
+
+impl RedisSessions {
+    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let name = redis_key(key.as_ref());
+        let text: Option<String> = self
+            .link
+            .run(|mut c| async move { redis::cmd("GET").arg(name).query_async(&mut c).await })
+            .await
+            .map_err(|e| LoadError::Other(e.into()))?;
+        match text {
+            // A state that does not parse is treated as no session (a fresh one is made).
+            Some(text) => Ok(serde_json::from_str(&text).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// `SET … NX`: a new key never overwrites another session.
+    async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        let body = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let key = crate::secrets::generate_token()
+            .map_err(|e| SaveError::Other(anyhow::Error::msg(e)))?;
+        let name = redis_key(&key);
+        let seconds = ttl_seconds(ttl);
+        let stored: Option<String> = self
+            .link
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(body)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(seconds)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .map_err(|e| SaveError::Other(e.into()))?;
+        if stored.is_none() {
+            return Err(SaveError::Other(anyhow::Error::msg(
+                "session key collision",
+            )));
+        }
+        SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
+    }
+
+    /// `SET … XX`: an update of a session that expired meanwhile makes a new one.
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let body =
+            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let name = redis_key(key.as_ref());
+        let seconds = ttl_seconds(ttl);
+        let updated: Option<String> = self
+            .link
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(body)
+                    .arg("XX")
+                    .arg("EX")
+                    .arg(seconds)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .map_err(|e| UpdateError::Other(e.into()))?;
+        match updated {
+            Some(_) => Ok(key),
+            None => self.save(state, ttl).await.map_err(|e| match e {
+                SaveError::Serialization(e) => UpdateError::Serialization(e),
+                SaveError::Other(e) => UpdateError::Other(e),
+            }),
+        }
+    }
+
+    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
+        let name = redis_key(key.as_ref());
+        let seconds = ttl_seconds(ttl);
+        self.link
+            .run(|mut c| async move {
+                redis::cmd("EXPIRE")
+                    .arg(name)
+                    .arg(seconds)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+            .map_err(anyhow::Error::from)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        let name = redis_key(key.as_ref());
+        self.link
+            .run(|mut c| async move { redis::cmd("DEL").arg(name).query_async::<()>(&mut c).await })
+            .await
+            .map_err(anyhow::Error::from)
     }
 }
 

@@ -18,7 +18,7 @@ pub struct AuditEvent {
     pub details: serde_json::Value,
 }
 
-#[derive(Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
@@ -53,22 +53,47 @@ impl Store {
         }
         let mut conn = self.conn()?;
         // Multi-row INSERTs (diesel's MultiConnection has no batch insert, so per backend);
-        // chunks keep each under SQLite's bound-parameter limit.
-        for chunk in batch.chunks(500) {
-            match &mut *conn {
-                AnyConnection::Sqlite(lite) => {
+        // chunks keep each under SQLite's bound-parameter limit. One transaction, so a batch
+        // that is retried after a failure is never half written.
+        match &mut *conn {
+            AnyConnection::Sqlite(lite) => lite.transaction(|lite| {
+                for chunk in batch.chunks(500) {
                     diesel::insert_into(events::table)
                         .values(chunk)
                         .execute(lite)?;
                 }
-                AnyConnection::Postgresql(pg) => {
+                Ok::<_, diesel::result::Error>(())
+            })?,
+            AnyConnection::Postgresql(pg) => pg.transaction(|pg| {
+                for chunk in batch.chunks(500) {
                     diesel::insert_into(events::table)
                         .values(chunk)
                         .execute(pg)?;
                 }
-            }
+                Ok::<_, diesel::result::Error>(())
+            })?,
         }
         Ok(())
+    }
+
+    /// Deletes events recorded before `before`, a bounded batch per statement so no single
+    /// transaction grows with the table; returns how many were deleted.
+    pub fn purge_audit_events(&self, before: i64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let mut conn = self.conn()?;
+            let ids: Vec<i64> = events::table
+                .filter(events::at.lt(before))
+                .order(events::id)
+                .select(events::id)
+                .limit(5000)
+                .load(&mut conn)?;
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            deleted +=
+                diesel::delete(events::table.filter(events::id.eq_any(&ids))).execute(&mut conn)?;
+        }
     }
 
     /// Newest first.

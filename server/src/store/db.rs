@@ -86,6 +86,7 @@ pub fn redact(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+    statement_timeout: Duration,
 }
 
 impl ManageConnection for Manager {
@@ -94,18 +95,27 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         match self.url.backend {
-            Backend::Postgres => PgConnection::establish(&self.url.target)
-                .map(AnyConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url.target)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // A statement stuck on a lock must not outlive its request by much.
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    self.statement_timeout.as_millis()
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
                 // busy_timeout makes writers queue instead of failing with "database is
                 // locked"; WAL (set once in `connect`) lets readers run beside the writer.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; \
                      PRAGMA foreign_keys = ON;",
-                )
+                    self.statement_timeout.as_millis()
+                ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
             }
@@ -117,16 +127,50 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// A connection left in a broken transaction is not returned to the pool; one whose
+    /// server went away is found by `is_valid` at the next checkout.
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
-/// Opens the pool (creating the SQLite file's folder) and applies pending migrations.
-pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, String> {
+/// libpq parameters that bound how long a dead or unreachable server can hold a connection:
+/// connecting (`connect_timeout`, in whole seconds, at least 2), and a connection whose peer
+/// went silent (keepalives, and `tcp_user_timeout` for unacknowledged writes). Parameters the
+/// operator put in the URL win.
+fn with_network_deadlines(url: &str, deadline: Duration) -> String {
+    let connect = deadline.as_secs().max(2);
+    let silent_ms = (deadline.as_millis() * 4).max(5000);
+    let defaults = [
+        ("connect_timeout", connect.to_string()),
+        ("keepalives", "1".to_string()),
+        ("keepalives_idle", "10".to_string()),
+        ("keepalives_interval", "3".to_string()),
+        ("keepalives_count", "3".to_string()),
+        ("tcp_user_timeout", silent_ms.to_string()),
+    ];
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let present: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    {
+        let mut query = parsed.query_pairs_mut();
+        for (name, value) in &defaults {
+            if !present.iter().any(|p| p == name) {
+                query.append_pair(name, value);
+            }
+        }
+    }
+    parsed.to_string()
+}
+
+/// Opens the pool (creating the SQLite file's folder). `deadline` bounds each wait for a pooled
+/// connection; statements get a few times that (a statement that outlives its request holds
+/// locks for no one).
+pub fn connect(url: &DatabaseUrl, pool_size: u32, deadline: Duration) -> Result<Pool, String> {
     if url.backend == Backend::Sqlite {
         if let Some(parent) = std::path::Path::new(&url.target).parent() {
             if !parent.as_os_str().is_empty() {
@@ -148,16 +192,20 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, String> {
             .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
             .map_err(|e| format!("setting `database_url`: {e}"))?;
     }
-    r2d2::Pool::builder()
+    let mut target = url.clone();
+    if url.backend == Backend::Postgres {
+        target.target = with_network_deadlines(&url.target, deadline);
+    }
+    // Not `build`, which waits for a full pool: the first checkout (migrations) reports a
+    // database that cannot be reached, with its cause.
+    let pool = r2d2::Pool::builder()
         .max_size(pool_size)
-        .connection_timeout(Duration::from_secs(10))
-        .build(Manager { url: url.clone() })
-        .map_err(|e| {
-            format!(
-                "setting `database_url`: cannot connect to {}: {e}",
-                redact(&url.target)
-            )
-        })
+        .connection_timeout(deadline)
+        .build_unchecked(Manager {
+            url: target,
+            statement_timeout: (deadline * 4).max(Duration::from_secs(5)),
+        });
+    Ok(pool)
 }
 
 pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, String> {

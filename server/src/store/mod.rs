@@ -14,6 +14,7 @@ pub mod signing_keys;
 pub mod users;
 
 use std::fmt;
+use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 
@@ -53,18 +54,39 @@ impl From<diesel::result::Error> for StoreError {
 pub struct Store {
     pool: db::Pool,
     backend: Backend,
+    /// The most one call through [`Store::run`] may take, waiting for a connection included.
+    deadline: Duration,
 }
 
+/// The deadline when none is given (the CLI, tests of the store itself).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1500);
+
 impl Store {
-    /// Connects and applies pending migrations.
+    /// Connects and applies pending migrations, with the default deadline.
     pub fn open(url: &str, pool_size: u32) -> Result<Store, String> {
+        Store::open_with_deadline(url, pool_size, DEFAULT_DEADLINE)
+    }
+
+    /// Connects and applies pending migrations. `deadline` bounds every request-path call
+    /// ([`Store::run`]), and each wait for a pooled connection.
+    pub fn open_with_deadline(
+        url: &str,
+        pool_size: u32,
+        deadline: Duration,
+    ) -> Result<Store, String> {
         let url = DatabaseUrl::parse(url)?;
-        let pool = db::connect(&url, pool_size)?;
+        let pool = db::connect(&url, pool_size, deadline)?;
         let store = Store {
             pool,
             backend: url.backend,
+            deadline,
         };
-        let mut conn = store.conn().map_err(|e| e.to_string())?;
+        let mut conn = store.conn().map_err(|e| {
+            format!(
+                "setting `database_url`: cannot connect to {}: {e}",
+                db::redact(&url.target)
+            )
+        })?;
         db::run_migrations(&mut conn)?;
         Ok(store)
     }
@@ -79,16 +101,29 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
-    /// Runs blocking store work off the async workers.
+    /// Runs blocking store work off the async workers, within the deadline: past it the caller
+    /// gets `Unavailable` at once. The work itself, stuck on a dead connection, ends when the
+    /// connection's own timeouts fire (see `db::Manager`), on a blocking thread, not a worker.
     pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let task = tokio::task::spawn_blocking(move || work(&store));
+        match tokio::time::timeout(self.deadline, task).await {
+            Ok(joined) => {
+                joined.map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.deadline.as_millis()
+            ))),
+        }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Readiness: a round trip to the database.

@@ -52,6 +52,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        sign_in_generation -> BigInt,
     }
 }
 

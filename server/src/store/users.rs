@@ -19,6 +19,7 @@ struct UserRow {
     disabled: bool,
     created_at: i64,
     updated_at: i64,
+    sign_in_generation: i64,
 }
 
 impl UserRow {
@@ -34,6 +35,7 @@ impl UserRow {
             disabled: self.disabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            sign_in_generation: self.sign_in_generation,
         })
     }
 }
@@ -51,6 +53,7 @@ impl Store {
             disabled: user.disabled,
             created_at: user.created_at,
             updated_at: user.updated_at,
+            sign_in_generation: user.sign_in_generation,
         };
         diesel::insert_into(users::table)
             .values(&row)
@@ -117,7 +120,22 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let updated = diesel::update(users::table.filter(users::username.eq(username)))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .set((
+                users::password_hash.eq(hash),
+                users::updated_at.eq(now),
+                users::sign_in_generation.eq(users::sign_in_generation + 1),
+            ))
+            .execute(&mut self.conn()?)?;
+        Ok(updated > 0)
+    }
+
+    /// Forgets the user's sign-in failures (their counters are keyed by this generation).
+    pub fn reset_sign_in_failures(&self, username: &str, now: i64) -> Result<bool, StoreError> {
+        let updated = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((
+                users::updated_at.eq(now),
+                users::sign_in_generation.eq(users::sign_in_generation + 1),
+            ))
             .execute(&mut self.conn()?)?;
         Ok(updated > 0)
     }

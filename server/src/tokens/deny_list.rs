@@ -6,7 +6,7 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub enum DenyList {
     Database(Store),
-    Redis(redis::aio::ConnectionManager),
+    Redis(crate::redis_link::RedisLink),
 }
 
 const PREFIX: &str = "portcullis:denied:";
@@ -21,17 +21,20 @@ impl DenyList {
                     .run(move |s| s.deny_access_token(&jti, expires_at))
                     .await
             }
-            DenyList::Redis(manager) => {
+            DenyList::Redis(link) => {
                 let seconds = u64::try_from((expires_at - now).max(1)).unwrap_or(1);
-                let mut conn = manager.clone();
-                redis::cmd("SET")
-                    .arg(format!("{PREFIX}{jti}"))
-                    .arg(1)
-                    .arg("EX")
-                    .arg(seconds)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
+                let key = format!("{PREFIX}{jti}");
+                link.run(|mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(1)
+                        .arg("EX")
+                        .arg(seconds)
+                        .query_async::<()>(&mut conn)
+                        .await
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
             }
         }
     }
@@ -42,13 +45,16 @@ impl DenyList {
                 let jti = jti.to_string();
                 store.run(move |s| s.is_access_token_denied(&jti)).await
             }
-            DenyList::Redis(manager) => {
-                let mut conn = manager.clone();
-                redis::cmd("EXISTS")
-                    .arg(format!("{PREFIX}{jti}"))
-                    .query_async::<bool>(&mut conn)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
+            DenyList::Redis(link) => {
+                let key = format!("{PREFIX}{jti}");
+                link.run(|mut conn| async move {
+                    redis::cmd("EXISTS")
+                        .arg(key)
+                        .query_async::<bool>(&mut conn)
+                        .await
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
             }
         }
     }

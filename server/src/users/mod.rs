@@ -24,6 +24,9 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Keys the user's sign-in failure counters; bumped to clear them.
+    #[serde(skip)]
+    pub sign_in_generation: i64,
 }
 
 #[derive(Debug)]
@@ -197,6 +200,7 @@ impl UserService {
             disabled: false,
             created_at: now,
             updated_at: now,
+            sign_in_generation: 0,
         };
         self.store.insert_user(&user)?;
         Ok(user)
@@ -241,12 +245,17 @@ impl UserService {
         }
     }
 
-    /// Checks a username and password (blocking: Argon2 costs tens of milliseconds). Unknown
-    /// users, wrong passwords and disabled accounts are indistinguishable to the caller.
-    pub fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
-        let user = self.store.find_user_by_username(username.trim())?;
-        let ok = match &user {
-            Some(u) => self.passwords.verify(password, &u.password_hash),
+    /// The account a sign-in names (by the username as typed, trimmed), if any.
+    pub fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.store.find_user_by_username(username.trim())
+    }
+
+    /// Checks a password against the account (blocking: Argon2 costs tens of milliseconds).
+    /// Unknown users, wrong passwords and disabled accounts are indistinguishable, in the
+    /// answer and in the time it takes: an unknown user is checked against a dummy hash.
+    pub fn verify_password(&self, user: Option<&User>, password: &str) -> bool {
+        match user {
+            Some(u) => self.passwords.verify(password, &u.password_hash) && !u.disabled,
             None => {
                 let dummy = self.passwords.dummy_hash.get_or_init(|| {
                     self.passwords
@@ -256,8 +265,19 @@ impl UserService {
                 self.passwords.verify(password, dummy);
                 false
             }
-        };
-        Ok(user.filter(|u| ok && !u.disabled))
+        }
+    }
+
+    /// Forgets every sign-in failure counted for the user, on every instance.
+    pub fn unlock(&self, username: &str) -> Result<(), UserError> {
+        if self
+            .store
+            .reset_sign_in_failures(username, self.clock.now())?
+        {
+            Ok(())
+        } else {
+            Err(UserError::NotFound(username.into()))
+        }
     }
 
     pub fn find(&self, id: &str) -> Result<Option<User>, StoreError> {

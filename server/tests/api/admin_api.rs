@@ -3,37 +3,10 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Db, TestApp};
+use crate::helpers::{admin_token, spawn_app, Db};
 use crate::on_both_backends;
 
 on_both_backends!(admin_api_manages_everything_with_an_admin_token);
-
-/// An admin machine client's token for the admin audience.
-async fn admin_token(app: &TestApp) -> (String, String) {
-    let audience = format!("{}/admin/v1", app.address);
-    let secret = app.create_client(portcullis::clients::NewClient {
-        id: "admin-bot".into(),
-        name: "Admin bot".into(),
-        secret: portcullis::clients::SecretChoice::Generate,
-        auth_method: None,
-        grant_types: vec!["client_credentials".into()],
-        scopes: vec!["portcullis:admin".into()],
-        audiences: vec![audience.clone()],
-        redirect_uris: vec![],
-        post_logout_redirect_uris: vec![],
-        roles: vec!["admin".into()],
-        jwks: None,
-        id_token_signed_response_alg: None,
-    });
-    let body = app
-        .cc_token(
-            "admin-bot",
-            &secret,
-            &[("resource", &audience), ("scope", "portcullis:admin")],
-        )
-        .await;
-    (body["access_token"].as_str().unwrap().to_string(), secret)
-}
 
 async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
     let Some(app) = spawn_app(db).await else {

@@ -120,14 +120,71 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
     let (_, claims) = verify_with_jwks(token.access_token().secret(), &app.jwks().await).unwrap();
     assert_eq!(claims["scope"], "b");
 
-    // The registered method is enforced: Basic for a client_secret_post client fails.
+    // A secret is accepted by either method, whichever the client's library sends: Basic for
+    // a client registered with client_secret_post works too.
     let response = app
         .post_token(
             &[("grant_type", "client_credentials")],
             Some(("poster", "a-supplied-secret-of-at-least-32-chars")),
         )
         .await;
+    assert_eq!(response.status(), 200);
+    // A wrong secret over Basic is still 401 with a Basic challenge.
+    let response = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some(("poster", "not-the-secret-of-this-client-at-all")),
+        )
+        .await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"portcullis\""
+    );
     assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    // Public clients stay strict: a secret is no way in for a client that has none.
+    app.create_client(portcullis::clients::NewClient {
+        id: "spa".into(),
+        name: "Single-page app".into(),
+        secret: portcullis::clients::SecretChoice::Public,
+        auth_method: None,
+        grant_types: vec!["authorization_code".into()],
+        scopes: vec!["openid".into()],
+        audiences: vec![],
+        redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: None,
+    });
+    for basic in [true, false] {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("client_id", "spa"),
+            ("client_secret", "a-supplied-secret-of-at-least-32-chars"),
+        ];
+        let response = if basic {
+            app.post_token(
+                &form[..2],
+                Some(("spa", "a-supplied-secret-of-at-least-32-chars")),
+            )
+            .await
+        } else {
+            app.post_token(&form, None).await
+        };
+        assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    }
+    // The registered method is still the one shown.
+    assert_eq!(
+        app.app
+            .clients()
+            .find("poster")
+            .await
+            .unwrap()
+            .unwrap()
+            .auth_method,
+        portcullis::clients::AuthMethod::ClientSecretPost
+    );
 
     // The response forbids caching (RFC 6749 §5.1).
     let response = app

@@ -123,6 +123,9 @@ pub fn settings_for(database_url: &str, issuer: &str) -> Settings {
         key_encryption_key: Some(test_kek_base64()),
         keyring_poll_interval: 3600,
         workers: 2,
+        // Tests run many servers at once on two cores: deadlines for a loaded machine.
+        database_timeout_ms: 10_000,
+        redis_timeout_ms: 2_000,
         ..Settings::default()
     }
 }
@@ -498,4 +501,44 @@ pub fn redis_url_or_skip(what: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// An admin machine client's token for the admin audience, and the client's secret.
+pub async fn admin_token(app: &TestApp) -> (String, String) {
+    let audience = format!("{}/admin/v1", app.address);
+    let secret = app.create_client(NewClient {
+        id: "admin-bot".into(),
+        name: "Admin bot".into(),
+        secret: SecretChoice::Generate,
+        auth_method: None,
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec!["portcullis:admin".into()],
+        audiences: vec![audience.clone()],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        roles: vec!["admin".into()],
+        jwks: None,
+        id_token_signed_response_alg: None,
+    });
+    let body = app
+        .cc_token(
+            "admin-bot",
+            &secret,
+            &[("resource", &audience), ("scope", "portcullis:admin")],
+        )
+        .await;
+    (body["access_token"].as_str().unwrap().to_string(), secret)
+}
+
+/// A name no other test (nor an earlier run, in a shared Redis) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        portcullis::secrets::generate_token()
+            .unwrap()
+            .to_lowercase()
+            .replace(['-', '_'], "")
+            .get(..10)
+            .unwrap()
+    )
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{error_of, hidden_field, spawn_app_with, Browser, Db, PASSWORD};
+use crate::helpers::{error_of, spawn_app_with, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_requests_are_rate_limited_per_client() {
@@ -56,7 +56,8 @@ async fn requests_in_a_clients_name_do_not_spend_its_budget() {
     .await
     .unwrap();
     let secret = app.machine_client("svc", "models:read");
-    for _ in 0..10 {
+    // Fewer than the (client, address) pair's lock threshold.
+    for _ in 0..9 {
         assert_eq!(
             error_of(wrong_secret(&app, "svc").await).await,
             (401, "invalid_client".into())
@@ -95,46 +96,6 @@ async fn failed_client_authentications_are_limited_per_address() {
     }
     app.clock.advance(60);
     app.cc_token("svc", &secret, &[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_is_throttled_the_same_for_unknown_users_and_wrong_passwords() {
-    let app = spawn_app_with(Db::Sqlite, |s| s.login_max_failures_per_username = 3)
-        .await
-        .unwrap();
-    app.user("ada", &[]);
-    let browser = Browser::new(&app);
-    let attempt = |user: &'static str, password: &'static str| {
-        let browser = &browser;
-        async move {
-            let page = browser.get("/login").await.text().await.unwrap();
-            let csrf = hidden_field(&page, "csrf_token");
-            browser
-                .post_form(
-                    "/login",
-                    &[
-                        ("csrf_token", &csrf),
-                        ("username", user),
-                        ("password", password),
-                    ],
-                )
-                .await
-        }
-    };
-    for user in ["ada", "nobody"] {
-        for _ in 0..3 {
-            assert_eq!(attempt(user, "wrong password").await.status(), 401);
-        }
-        let throttled = attempt(user, PASSWORD).await;
-        assert_eq!(throttled.status(), 429, "{user}");
-        assert!(throttled.headers().contains_key("retry-after"));
-    }
-    // The window passes; the right password works again.
-    app.clock.advance(app.settings.login_failure_window as i64);
-    assert_eq!(attempt("ada", PASSWORD).await.status(), 200);
-    let failures = app.audit_events_at_least("login_failed", 6).await;
-    assert!(failures.len() >= 6);
-    assert!(failures.iter().all(|e| e.details.get("password").is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,8 +209,11 @@ async fn the_redis_limiter_counts_and_reads_like_the_in_process_one() {
     let Some(redis_url) = crate::helpers::redis_url_or_skip("the Redis limiter test") else {
         return;
     };
-    let connection = portcullis::redis_link::connect(&redis_url).await.unwrap();
-    let limiter = portcullis::limits::Limiter::Redis(connection);
+    let link =
+        portcullis::redis_link::RedisLink::connect(&redis_url, std::time::Duration::from_secs(2))
+            .await
+            .unwrap();
+    let limiter = portcullis::limits::Limiter::Redis(link);
     // A key of its own: counters in Redis outlive the test.
     let key = format!("test:{}", portcullis::secrets::generate_token().unwrap());
     let limit = portcullis::limits::Limit { max: 1, window: 60 };

@@ -14,6 +14,7 @@ mod limits;
 mod people;
 mod people_errors;
 mod rotation;
+mod sign_in_protection;
 mod storage;
 mod tls;
 mod token_lifecycle;

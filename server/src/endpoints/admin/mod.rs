@@ -308,9 +308,15 @@ where
     F: FnOnce(&App) -> Result<T, AdminError> + Send + 'static,
 {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || work(&app))
-        .await
-        .map_err(|e| AdminError::Unavailable(e.to_string()))?
+    // Room for a password hash besides the database calls; past it, 503 rather than a hang.
+    let deadline = app.store().deadline() * 2 + std::time::Duration::from_secs(2);
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(move || work(&app))).await {
+        Ok(joined) => joined.map_err(|e| AdminError::Unavailable(e.to_string()))?,
+        Err(_) => Err(AdminError::Unavailable(format!(
+            "no answer within {} ms",
+            deadline.as_millis()
+        ))),
+    }
 }
 
 #[derive(OpenApi)]
@@ -318,7 +324,7 @@ where
     info(title = "Portcullis admin API", version = "1"),
     paths(
         clients::list, clients::create, clients::get, clients::delete,
-        users::list, users::create, users::get, users::delete, users::disable, users::enable,
+        users::list, users::create, users::get, users::delete, users::disable, users::enable, users::unlock,
         roles::list, roles::create, roles::update, roles::delete, roles::grant, roles::revoke,
         resources::list, resources::create, resources::delete,
         keys::list, keys::rotate,
@@ -390,6 +396,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{username}", web::delete().to(users::delete))
             .route("/users/{username}/disable", web::post().to(users::disable))
             .route("/users/{username}/enable", web::post().to(users::enable))
+            .route("/users/{username}/unlock", web::post().to(users::unlock))
             .route("/roles", web::get().to(roles::list))
             .route("/roles", web::post().to(roles::create))
             .route("/roles/{name}", web::put().to(roles::update))

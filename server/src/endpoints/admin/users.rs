@@ -140,3 +140,23 @@ pub async fn enable(
 ) -> Result<HttpResponse, AdminError> {
     set_disabled(request, username.into_inner(), app, false).await
 }
+
+#[utoipa::path(operation_id = "unlock_users", tag = "users", post, path = "/admin/v1/users/{username}/unlock", params(("username" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404)))]
+/// Forgets every sign-in failure counted for the user, on every instance.
+pub async fn unlock(
+    request: HttpRequest,
+    username: web::Path<String>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = caller_of(&request)?;
+    let username = username.into_inner();
+    let name = username.clone();
+    blocking(&app, move |app| Ok(app.users().unlock(&name)?)).await?;
+    caller.audit(
+        &app,
+        "user_unlocked",
+        serde_json::json!({ "username": username }),
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

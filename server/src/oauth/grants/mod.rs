@@ -19,13 +19,13 @@ use crate::tokens::id_token::{self, IdTokenClaims};
 use crate::tokens::refresh_token as refresh;
 use crate::tokens::TokenResponse;
 
-/// Handles a token request (RFC 6749 §3.2) whose form body is `params`, from `peer` (the
-/// client's network address, for the limit on failed authentications).
+/// Handles a token request (RFC 6749 §3.2) whose form body is `params`, from `address` (the
+/// client's network address, for the limits on failed authentications).
 pub async fn token_request(
     app: &App,
     authorization: Option<&str>,
     params: &Params,
-    peer: Option<IpAddr>,
+    address: IpAddr,
 ) -> Result<(GrantType, String, TokenResponse), OAuthError> {
     let grant_type = match params.required("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
@@ -42,7 +42,7 @@ pub async fn token_request(
         }
     };
     let presented = client_auth::presented(authorization, params)?;
-    let client = authenticate_within_limits(app, &presented, peer).await?;
+    let client = authenticate_within_limits(app, &presented, address).await?;
     if !client.allows_grant(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {} grant",
@@ -57,43 +57,16 @@ pub async fn token_request(
     Ok((grant_type, client.id.clone(), response))
 }
 
-/// Authenticates the client under the two token-endpoint limits (docs/operations.md):
-/// - failed authentications per network address: past them, an address may not try again
-///   until the window ends, so secrets cannot be guessed at speed (RFC 6749 §10.10);
-/// - requests per client, counted once the client is authenticated, so nobody can spend
-///   another client's budget by sending requests in its name.
+/// Authenticates the client within the limits on guessing (`client_auth::authenticate`), then
+/// counts the request against the client's budget — once it is authenticated, so nobody can
+/// spend another client's budget by sending requests in its name.
 async fn authenticate_within_limits(
     app: &App,
     presented: &client_auth::Presented,
-    peer: Option<IpAddr>,
+    address: IpAddr,
 ) -> Result<Arc<Client>, OAuthError> {
-    let settings = app.settings();
-    let failures = match (peer, settings.token_auth_failures_per_ip_per_minute) {
-        (Some(ip), per_minute) if per_minute > 0 => Some((
-            format!("token:auth-failures:{ip}"),
-            // The check below refuses once the count exceeds `max`, i.e. from the
-            // `per_minute`-th failure on.
-            Limit {
-                max: per_minute.saturating_sub(1),
-                window: 60,
-            },
-        )),
-        _ => None,
-    };
-    if let Some((key, limit)) = &failures {
-        over_limit(app, key, 0, *limit).await?;
-    }
-    let client = match client_auth::authenticate(app, presented).await {
-        Ok(client) => client,
-        Err(error) => {
-            if let (Some((key, limit)), ErrorCode::InvalidClient) = (&failures, error.code) {
-                // Whether this failure used up the budget shows on the next attempt.
-                let _ = app.limiter().add(key, 1, *limit, app.now()).await;
-            }
-            return Err(error);
-        }
-    };
-    let per_minute = settings.token_rate_limit_per_minute;
+    let client = client_auth::authenticate(app, presented, address).await?;
+    let per_minute = app.settings().token_rate_limit_per_minute;
     if per_minute > 0 {
         let limit = Limit {
             max: per_minute,
