@@ -135,12 +135,15 @@ impl OAuthError {
         )
     }
 
+    /// A dependency (the database, Redis) did not answer in time: 503 with `Retry-After`.
     pub fn temporarily_unavailable(cause: &dyn fmt::Display) -> Self {
         tracing::warn!(error = %cause, "temporarily unavailable");
-        Self::new(
+        let mut error = Self::new(
             ErrorCode::TemporarilyUnavailable,
             "the server is temporarily unable to handle the request",
-        )
+        );
+        error.retry_after = Some(1);
+        error
     }
 }
 

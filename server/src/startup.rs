@@ -199,9 +199,23 @@ pub async fn build_on(
                 if method == Method::HEAD && routes::HEAD_PATHS.contains(&path.as_str()) {
                     request.head_mut().method = Method::GET;
                 }
+                let session_page = routes::SESSION_PATHS.contains(&path.as_str());
                 let call = service.call(request);
                 async move {
-                    let mut response = call.await?;
+                    let mut response = match call.await {
+                        Ok(response) => response,
+                        // The session store (Redis) did not answer: the session middleware
+                        // fails the request; the person gets a page saying to retry.
+                        Err(error) if session_page => {
+                            tracing::warn!(error = %error, "browser session unavailable");
+                            return Err(actix_web::error::InternalError::from_response(
+                                "browser session unavailable",
+                                crate::endpoints::pages::unavailable_page(1),
+                            )
+                            .into());
+                        }
+                        Err(error) => return Err(error),
+                    };
                     if let Some(error) = response.response().error() {
                         // Payload overflow and similar framework errors become JSON.
                         let status = response.status();
