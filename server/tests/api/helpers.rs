@@ -137,10 +137,20 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 /// Starts the real server with settings adjusted by `tune`.
 pub async fn spawn_app_with(db: Db, tune: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     let database = fresh_database(db)?;
+    let url = database.url.clone();
+    Some(spawn_app_on(database, &url, tune).await)
+}
+
+/// Starts the real server on `database`, reached at `url` (its own, or a proxy's in front).
+pub async fn spawn_app_on(
+    database: TestDatabase,
+    url: &str,
+    tune: impl FnOnce(&mut Settings),
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let address = format!("http://127.0.0.1:{port}");
-    let mut settings = settings_for(&database.url, &address);
+    let mut settings = settings_for(url, &address);
     tune(&mut settings);
     let clock = ManualClock::starting_now();
     let running = portcullis::startup::build_on(listener, settings.clone(), clock.clone())
@@ -148,7 +158,7 @@ pub async fn spawn_app_with(db: Db, tune: impl FnOnce(&mut Settings)) -> Option<
         .expect("server starts");
     let handle = running.handle();
     tokio::spawn(running.server);
-    Some(TestApp {
+    TestApp {
         address,
         app: running.app,
         clock,
@@ -159,7 +169,7 @@ pub async fn spawn_app_with(db: Db, tune: impl FnOnce(&mut Settings)) -> Option<
             .build()
             .unwrap(),
         handle,
-    })
+    }
 }
 
 pub const API: &str = "https://inference.example.test";
@@ -541,4 +551,67 @@ pub fn unique(prefix: &str) -> String {
             .get(..10)
             .unwrap()
     )
+}
+
+/// A PKCE pair (RFC 7636 §4.1–4.2, S256).
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    let verifier = format!(
+        "{}{}",
+        portcullis::secrets::generate_token().unwrap(),
+        portcullis::secrets::generate_token().unwrap()
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    Pkce {
+        challenge: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        verifier,
+    }
+}
+
+impl Browser {
+    /// An authorization code for `client_id` (redirect URI `WEB_CALLBACK`), signing in as
+    /// `username` and consenting when asked; returns the code and its PKCE verifier.
+    pub async fn code(&self, client_id: &str, scope: &str, username: &str) -> (String, String) {
+        let pkce = pkce();
+        let url = url::Url::parse_with_params(
+            &format!("{}/authorize", self.base),
+            &[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", WEB_CALLBACK),
+                ("scope", scope),
+                ("state", "s"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .unwrap();
+        let callback = self.authorize(url.as_str(), username, PASSWORD).await;
+        let code = callback
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap_or_else(|| panic!("no code in {callback}"))
+            .1
+            .into_owned();
+        (code, pkce.verifier)
+    }
+}
+
+/// `POST {base}/token` with a form and Basic client credentials.
+pub async fn token_at(
+    http: &reqwest::Client,
+    base: &str,
+    form: &[(&str, &str)],
+    client: (&str, &str),
+) -> reqwest::Response {
+    http.post(format!("{base}/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
 }

@@ -1,0 +1,246 @@
+//! The process's end: SIGTERM drains without losing work; kill -9 in the middle of a key
+//! rotation leaves a keyring that still verifies everything it published.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{fresh_database, test_kek_base64, verify_with_jwks, Db};
+use crate::on_both_backends;
+use crate::processes::{cli, Instance};
+
+fn base_settings(database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORTCULLIS_DATABASE_URL", database_url.to_string()),
+        ("PORTCULLIS_KEY_ENCRYPTION_KEY", test_kek_base64()),
+        ("PORTCULLIS_DATABASE_TIMEOUT_MS", "10000".into()),
+    ]
+}
+
+fn machine_client(settings: &[(&str, String)], id: &str) -> String {
+    let created = cli(
+        settings,
+        &[
+            "client",
+            "create",
+            "--id",
+            id,
+            "--name",
+            id,
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "models:read",
+            "--audience",
+            "https://api.example.test",
+        ],
+        None,
+    );
+    created["client_secret"].as_str().unwrap().to_string()
+}
+
+/// A token request whose body arrives in two parts, `pause` apart: in flight all that time.
+fn slow_token_request(
+    port: u16,
+    id: &str,
+    secret: &str,
+    pause: Duration,
+) -> std::thread::JoinHandle<String> {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let body = "grant_type=client_credentials&scope=models%3Aread";
+        let (first, rest) = body.split_at(10);
+        write!(
+            stream,
+            "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {basic}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{first}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(pause);
+        stream.write_all(rest.as_bytes()).unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_readiness_finishes_requests_and_writes_queued_audit_events() {
+    let database = fresh_database(Db::Sqlite).unwrap();
+    let mut settings = base_settings(&database.url);
+    let secret = machine_client(&settings, "svc");
+    settings.push(("PORTCULLIS_SHUTDOWN_DELAY", "2".into()));
+    settings.push(("PORTCULLIS_SHUTDOWN_GRACE", "8".into()));
+    let mut server = Instance::start(&settings).await;
+    let http = reqwest::Client::new();
+    // A burst of tokens: their audit rows are still queued when the signal comes.
+    let issue = || {
+        http.post(server.url("/token"))
+            .basic_auth("svc", Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    let mut issued = 0;
+    for _ in 0..20 {
+        let answers = futures_util::future::join_all((0..10).map(|_| issue())).await;
+        for answer in answers {
+            assert_eq!(answer.unwrap().status(), 200);
+            issued += 1;
+        }
+    }
+    let slow = slow_token_request(server.port, "svc", &secret, Duration::from_millis(3000));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    server.signal("TERM");
+    // Readiness fails at once, while the listener still serves (shutdown_delay).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["reason"], "shutting down");
+    assert_eq!(
+        issue().await.unwrap().status(),
+        200,
+        "still serving during the delay"
+    );
+    issued += 1;
+    // The request in flight is answered, then the process exits 0 within delay + grace.
+    let reply = tokio::task::spawn_blocking(move || slow.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "in-flight request: {reply}"
+    );
+    issued += 1;
+    let status = server.exit_within(Duration::from_secs(12)).await;
+    let elapsed = signalled.elapsed();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit: {status:?}\n{}",
+        server.output()
+    );
+    assert!(elapsed < Duration::from_secs(11), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "kept serving for shutdown_delay: {elapsed:?}"
+    );
+    // Every token issued has its audit row.
+    let store = portcullis::store::Store::open(&database.url, 1).unwrap();
+    let rows = store
+        .query_audit_events(&portcullis::store::audit::AuditQuery {
+            kind: Some("token_issued".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rows.len(), issued, "queued audit rows written before exit");
+}
+
+on_both_backends!(kill_9_during_key_rotation_leaves_a_consistent_keyring);
+
+/// The keyring as `keys list --json` shows it: (kid, alg, state, remove_after).
+fn keyring(settings: &[(&str, String)]) -> Vec<(String, String, String, Option<i64>)> {
+    cli(settings, &["keys", "list", "--json"], None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_string(),
+                k["alg"].as_str().unwrap().to_string(),
+                k["state"].as_str().unwrap().to_string(),
+                k["remove_after"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+async fn kill_9_during_key_rotation_leaves_a_consistent_keyring(db: Db) {
+    let Some(database) = fresh_database(db) else {
+        return;
+    };
+    let mut settings = base_settings(&database.url);
+    // A next key may sign 2 s after it is published: rotations can follow each other fast.
+    settings.push(("PORTCULLIS_JWKS_MAX_AGE", "0".into()));
+    settings.push(("PORTCULLIS_KEYRING_POLL_INTERVAL", "1".into()));
+    let mut before = keyring(&settings);
+    let mut rotations_seen = 0;
+    for round in 0..12u64 {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let mut rotate = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["keys", "rotate"])
+            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Somewhere in key generation, the transaction, or after: a different moment each round.
+        std::thread::sleep(Duration::from_millis(15 * round + (round * 37) % 90));
+        let _ = rotate.kill();
+        let _ = rotate.wait();
+        let after = keyring(&settings);
+        for alg in ["ES256", "RS256"] {
+            let active = after
+                .iter()
+                .filter(|k| k.1 == alg && k.2 == "active")
+                .count();
+            assert_eq!(active, 1, "round {round}: {alg} active keys: {after:?}");
+        }
+        let now = chrono::Utc::now().timestamp();
+        for key in &before {
+            let still_needed = key.3.is_none_or(|t| t > now);
+            assert!(
+                !still_needed || after.iter().any(|k| k.0 == key.0),
+                "round {round}: {} vanished while still published: {after:?}",
+                key.0
+            );
+        }
+        let active_before: Vec<_> = before.iter().filter(|k| k.2 == "active").collect();
+        if active_before
+            .iter()
+            .any(|k| after.iter().any(|a| a.0 == k.0 && a.2 == "retired"))
+        {
+            rotations_seen += 1;
+        }
+        before = after;
+    }
+    // The kills landed both before and after a rotation was written.
+    assert!(
+        (1..12).contains(&rotations_seen),
+        "{rotations_seen} of 12 rounds rotated"
+    );
+    // A server starts on what is left and issues tokens that verify against its JWKS.
+    let server = Instance::start(&settings).await;
+    let secret = machine_client(&settings, "svc");
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .post(server.url("/token"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks: Value = http
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    verify_with_jwks(body["access_token"].as_str().unwrap(), &jwks).unwrap();
+}
