@@ -236,3 +236,106 @@ async fn the_redis_limiter_counts_and_reads_like_the_in_process_one() {
         "a new window"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_past_their_retention_are_purged_by_one_instance_at_a_time() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.audit_retention = 90 * 86_400)
+        .await
+        .unwrap();
+    let store = app.app.store();
+    let event = |age_days: i64, kind: &str| portcullis::store::audit::NewAuditEvent {
+        at: app.app.now() - age_days * 86_400,
+        kind: kind.to_string(),
+        client_id: None,
+        subject: None,
+        details: "{}".into(),
+    };
+    let count = |kind: &str| {
+        store
+            .query_audit_events(&portcullis::store::audit::AuditQuery {
+                kind: Some(kind.to_string()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap()
+            .len()
+    };
+    store
+        .insert_audit_events(&[event(91, "old"), event(120, "old"), event(89, "kept")])
+        .unwrap();
+    // The command line purges at once.
+    let purged = app.cli(&["audit", "purge"]);
+    assert_eq!(purged["deleted"], 2);
+    assert_eq!((count("old"), count("kept")), (0, 1));
+    // The server purges at its poll, taking an hourly lease that a second instance (or a
+    // second poll within the hour) finds taken.
+    store.insert_audit_events(&[event(100, "old")]).unwrap();
+    app.sync();
+    assert_eq!(count("old"), 0, "purged at the first poll");
+    store.insert_audit_events(&[event(100, "old")]).unwrap();
+    app.sync();
+    assert_eq!(count("old"), 1, "the lease is held for an hour");
+    app.clock.advance(3600);
+    app.sync();
+    assert_eq!(count("old"), 0, "the next hour's poll purges");
+    assert_eq!(count("kept"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_failure_budget() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.token_auth_failures_per_ip_per_minute = 2;
+        s.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await
+    .unwrap();
+    let secret = app.machine_client("svc", "models:read");
+    let from = |address: &'static str, secret: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/token"))
+                .header("x-forwarded-for", address)
+                .basic_auth("svc", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = || "not-the-secret-of-this-client-at-all".to_string();
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.7", wrong()).await.status(), 401);
+    }
+    assert_refused_for_the_minute(from("203.0.113.7", secret.clone()).await).await;
+    // Another client behind the same proxy is not refused.
+    assert_eq!(from("198.51.100.4", secret.clone()).await.status(), 200);
+    // Without trusted proxies the header is the client's word only: every address below is
+    // the peer's, and shares one budget.
+    let untrusting = spawn_app_with(Db::Sqlite, |s| s.token_auth_failures_per_ip_per_minute = 2)
+        .await
+        .unwrap();
+    let secret = untrusting.machine_client("svc", "models:read");
+    for address in ["192.0.2.1", "192.0.2.2"] {
+        let response = untrusting
+            .http
+            .post(untrusting.url("/token"))
+            .header("x-forwarded-for", address)
+            .basic_auth("svc", Some("not-the-secret-of-this-client-at-all"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let spoofed = untrusting
+        .http
+        .post(untrusting.url("/token"))
+        .header("x-forwarded-for", "192.0.2.3")
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_refused_for_the_minute(spoofed).await;
+}

@@ -232,6 +232,12 @@ async fn ten_failures_lock_that_pair_only(redis: bool) {
     );
     assert_signed_in(&attacker.sign_in(&bob, PASSWORD).await, "not locked");
     assert_eq!(evaluated_failures(&app, &bob).await, 11);
+    // The audit log names the client's address, as the trusted proxy forwarded it.
+    let events = app.audit_events_at_least("login_failed", 11).await;
+    assert!(events
+        .iter()
+        .filter(|e| e.details["username"] == bob.as_str())
+        .all(|e| e.details["ip"] == format!("{net}.1").as_str()));
 }
 
 async fn parallel_guesses_are_all_counted(redis: bool) {

@@ -128,6 +128,32 @@ async fn serves_https_with_the_configured_certificate() {
         .send()
         .await
         .is_err());
+    // `portcullis healthcheck` speaks TLS to a TLS listener (container probes).
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let healthcheck = |cert_path: &std::path::Path| {
+        let (cert_path, key, port) = (cert_path.to_path_buf(), key.clone(), port.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("healthcheck")
+                .env("PORTCULLIS_BIND", format!("0.0.0.0:{port}"))
+                .env("PORTCULLIS_TLS_CERT", cert_path)
+                .env("PORTCULLIS_TLS_KEY", key)
+                .output()
+                .unwrap()
+        })
+    };
+    let probe = healthcheck(&cert).await.unwrap();
+    assert!(
+        probe.status.success(),
+        "healthcheck over TLS: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // It trusts exactly the configured certificate: another one (the CA's) does not pass.
+    let probe = healthcheck(&dir.path().join("ca.pem")).await.unwrap();
+    assert!(
+        !probe.status.success(),
+        "a different certificate was accepted"
+    );
 }
 
 #[test]
