@@ -393,6 +393,10 @@ impl Counters {
             return Some(Refusal::PairLocked(seconds(pair.locked_until - now)));
         }
         if succeeded {
+            // The client proved itself: its pair starts over (say, after a secret rotation).
+            if pair.failures > 0 {
+                self.pairs.remove(&keys.pair);
+            }
             return None;
         }
         pair.failures += 1;
@@ -506,7 +510,11 @@ local p = redis.call('HMGET', KEYS[1], 'f', 'lock', 'last')
 local pf, plock, plast = num(p[1]), num(p[2]), num(p[3])
 if now - math.max(plast, plock) >= window then pf = 0; plock = 0 end
 if plock > now then return {1, plock - now} end
-if succeeded then return {0, 0} end
+if succeeded then
+  -- The client proved itself: its pair starts over (say, after a secret rotation).
+  if pf > 0 then redis.call('DEL', KEYS[1]) end
+  return {0, 0}
+end
 pf = pf + 1
 if pf >= pair_max then
   plock = now + lockouts[math.min(pf - pair_max + 1, #lockouts)]
@@ -783,6 +791,13 @@ mod tests {
                 .unwrap(),
             None
         );
+        // Failures below the limit are forgotten once the right secret is shown.
+        for _ in 0..2 {
+            let settled = limits.settle_client(&p, "svc", ip(1), false, t).await;
+            assert_eq!(settled.unwrap(), None);
+        }
+        let settled = limits.settle_client(&p, "svc", ip(1), true, t).await;
+        assert_eq!(settled.unwrap(), None);
         for _ in 0..3 {
             assert_eq!(
                 limits

@@ -11,10 +11,13 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when this instance can serve: not shutting down, a signing key loaded,
-/// the database and Redis (when configured) answering. Otherwise 503, naming each check and
-/// the first that failed as `reason`. Both dependencies are asked at once, each within its
-/// deadline, so the answer never takes longer than the slower deadline.
+/// `GET /readyz`: whether this instance should receive traffic. 503 while shutting down,
+/// without a signing key, or without its database (almost every request needs it); each check
+/// named in `checks` and the first failure as `reason`. Redis down is `200` with status
+/// `degraded` and `checks.redis` `unavailable`: without it machine tokens, JWKS and discovery
+/// still work, and Redis is shared by every instance, so failing readiness would take them all
+/// out of the load balancer at once for a partial outage. Both dependencies are asked at once,
+/// each within its deadline.
 pub async fn readyz(app: web::Data<App>) -> HttpResponse {
     let database = async { app.store().run(|store| store.ping()).await };
     let redis = async {
@@ -49,14 +52,15 @@ pub async fn readyz(app: web::Data<App>) -> HttpResponse {
         Some("shutting down")
     } else if database.is_err() {
         Some("database unreachable")
-    } else if matches!(redis, Some(Err(_))) {
-        Some("redis unreachable")
     } else if !keys {
         Some("no signing key")
     } else {
         None
     };
     match reason {
+        None if matches!(redis, Some(Err(_))) => HttpResponse::Ok()
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .json(json!({"status": "degraded", "reason": "redis unreachable", "checks": checks})),
         None => HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})),
         Some(reason) => HttpResponse::ServiceUnavailable()
             .insert_header((actix_web::http::header::RETRY_AFTER, "1"))

@@ -32,6 +32,13 @@ pub struct AuthorizationRequest {
     /// Set once the person signed in for this request (so `prompt=login` does not loop).
     #[serde(default)]
     pub fresh_login: bool,
+    /// The request named `redirect_uri` (RFC 6749 §4.1.3: the token request must then too).
+    #[serde(default = "named")]
+    pub redirect_uri_given: bool,
+}
+
+fn named() -> bool {
+    true
 }
 
 impl AuthorizationRequest {
@@ -82,6 +89,7 @@ pub async fn validate(
         })?
         .ok_or_else(|| page("The application is not registered with Portcullis."))?;
     // 2. The redirect URI: exact match (RFC 9700 §4.1.3).
+    let redirect_uri_given = single("redirect_uri")?.is_some();
     let redirect_uri = match single("redirect_uri")? {
         Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
         Some(_) => {
@@ -255,6 +263,7 @@ pub async fn validate(
             .map(str::to_string),
         audience,
         fresh_login: false,
+        redirect_uri_given,
     };
     Ok((request, client))
 }
@@ -326,7 +335,12 @@ pub async fn issue_code(
         grant_id,
         client_id: request.client_id.clone(),
         user_id: signed_in.user_id.clone(),
-        redirect_uri: request.redirect_uri.clone(),
+        // Kept only when the request named it: then the token request must repeat it.
+        redirect_uri: if request.redirect_uri_given {
+            request.redirect_uri.clone()
+        } else {
+            String::new()
+        },
         scope: request.scope.join(" "),
         audience: request.audience.clone(),
         nonce: request.nonce.clone(),
@@ -337,7 +351,7 @@ pub async fn issue_code(
         access_token_jti: None,
     };
     app.store()
-        .run(move |s| s.insert_code(&record))
+        .run(move |s| s.insert_code(&record, now))
         .await
         .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
     Ok(code)
@@ -401,6 +415,7 @@ mod tests {
             login_hint: None,
             audience: "https://api".into(),
             fresh_login: false,
+            redirect_uri_given: true,
         }
     }
 

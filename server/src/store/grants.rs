@@ -1,12 +1,19 @@
-//! Authorization codes, refresh tokens and the access-token deny list.
+//! Grants, authorization codes, refresh tokens and the access-token deny list.
 //!
-//! Consuming a code or a refresh token is one conditional UPDATE (`… WHERE used_at IS NULL`):
-//! of two concurrent uses exactly one wins; the loser sees reuse.
+//! A grant is what one authorization produced: its code, then a family of refresh tokens.
+//! Redeeming a code and rotating a refresh token are each one transaction that first takes the
+//! grant's row — a conditional UPDATE that succeeds only while the grant is not revoked, and
+//! locks the row until commit — then spends the code or token (`… WHERE used_at IS NULL`: of two
+//! concurrent uses exactly one wins) and writes the successor. Revoking a grant takes the same
+//! row first. So a revocation either sees every token issued from the grant, including one
+//! being issued at that moment, or makes that issuance fail (RFC 9700 §4.14.2, RFC 7009).
 
 use diesel::prelude::*;
 
+use super::db::AnyConnection;
 use super::schema::{
-    authorization_codes as codes, refresh_tokens as refresh, revoked_access_tokens as denied,
+    authorization_codes as codes, grants, refresh_tokens as refresh,
+    revoked_access_tokens as denied,
 };
 use super::{Store, StoreError};
 
@@ -48,19 +55,76 @@ pub struct RefreshRecord {
 /// The outcome of presenting a code or refresh token.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Consumed<T> {
-    /// First use: the record as it was.
+    /// First use: the record as it was; its successor is written.
     Fresh(T),
-    /// Already used (or revoked): possible theft.
+    /// Already used (or revoked): possible theft. Nothing was written.
     Reused(T),
+    /// The grant is revoked: nothing was written.
+    Revoked,
     Unknown,
 }
 
+/// Takes the grant's row for this transaction (until commit), if the grant is not revoked.
+fn take_grant(conn: &mut AnyConnection, grant_id: &str) -> Result<bool, StoreError> {
+    let taken = diesel::update(
+        grants::table
+            .filter(grants::id.eq(grant_id))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::version.eq(grants::version + 1))
+    .execute(conn)?;
+    Ok(taken == 1)
+}
+
+/// Ends a transaction early, rolled back, with an outcome that is not an error.
+enum Abort<T> {
+    Outcome(Box<Consumed<T>>),
+    Failed(StoreError),
+}
+
+impl<T> From<diesel::result::Error> for Abort<T> {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Failed(StoreError::Query(e))
+    }
+}
+
+impl<T> From<StoreError> for Abort<T> {
+    fn from(e: StoreError) -> Self {
+        Abort::Failed(e)
+    }
+}
+
+/// Runs `work` in a transaction; an `Abort::Outcome` rolls it back and is the outcome.
+fn in_transaction<T>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> Result<Consumed<T>, Abort<T>>,
+) -> Result<Consumed<T>, StoreError> {
+    match conn.transaction::<_, Abort<T>, _>(work) {
+        Ok(outcome) => Ok(outcome),
+        Err(Abort::Outcome(outcome)) => Ok(*outcome),
+        Err(Abort::Failed(e)) => Err(e),
+    }
+}
+
 impl Store {
-    pub fn insert_code(&self, record: &CodeRecord) -> Result<(), StoreError> {
-        diesel::insert_into(codes::table)
-            .values(record)
-            .execute(&mut self.conn()?)?;
-        Ok(())
+    /// Stores a new code and the grant it starts.
+    pub fn insert_code(&self, record: &CodeRecord, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            diesel::insert_into(grants::table)
+                .values((
+                    grants::id.eq(&record.grant_id),
+                    grants::client_id.eq(&record.client_id),
+                    grants::user_id.eq(&record.user_id),
+                    grants::created_at.eq(now),
+                    grants::version.eq(0),
+                ))
+                .execute(conn)?;
+            diesel::insert_into(codes::table)
+                .values(record)
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     pub fn find_code(&self, code_hash: &str) -> Result<Option<CodeRecord>, StoreError> {
@@ -71,69 +135,94 @@ impl Store {
             .optional()?)
     }
 
-    /// Marks the code used, recording the access token issued from it, atomically.
-    pub fn consume_code(
+    /// Redeems a code (RFC 6749 §4.1.3) in one transaction: takes its grant unless revoked,
+    /// spends the code recording the access token issued from it, and stores the first refresh
+    /// token of the family, if any. `grant_id` is the code's, as read before.
+    pub fn redeem_code(
         &self,
         code_hash: &str,
+        grant_id: &str,
         now: i64,
         access_token_jti: &str,
+        refresh_token: Option<&RefreshRecord>,
     ) -> Result<Consumed<CodeRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let won = diesel::update(
-            codes::table
+        in_transaction(&mut conn, |conn| {
+            if !take_grant(conn, grant_id)? {
+                return Err(Abort::Outcome(Box::new(Consumed::Revoked)));
+            }
+            let won = diesel::update(
+                codes::table
+                    .filter(codes::code_hash.eq(code_hash))
+                    .filter(codes::used_at.is_null()),
+            )
+            .set((
+                codes::used_at.eq(now),
+                codes::access_token_jti.eq(access_token_jti),
+            ))
+            .execute(conn)?
+                == 1;
+            let record: Option<CodeRecord> = codes::table
                 .filter(codes::code_hash.eq(code_hash))
-                .filter(codes::used_at.is_null()),
-        )
-        .set((
-            codes::used_at.eq(now),
-            codes::access_token_jti.eq(access_token_jti),
-        ))
-        .execute(&mut conn)?
-            == 1;
-        let record: Option<CodeRecord> = codes::table
-            .filter(codes::code_hash.eq(code_hash))
-            .select(CodeRecord::as_select())
-            .first(&mut conn)
-            .optional()?;
-        Ok(match record {
-            None => Consumed::Unknown,
-            Some(r) if won => Consumed::Fresh(r),
-            Some(r) => Consumed::Reused(r),
+                .select(CodeRecord::as_select())
+                .first(conn)
+                .optional()?;
+            match record {
+                None => Err(Abort::Outcome(Box::new(Consumed::Unknown))),
+                Some(r) if !won => Err(Abort::Outcome(Box::new(Consumed::Reused(r)))),
+                Some(r) => {
+                    if let Some(first) = refresh_token {
+                        diesel::insert_into(refresh::table)
+                            .values(first)
+                            .execute(conn)?;
+                    }
+                    Ok(Consumed::Fresh(r))
+                }
+            }
         })
     }
 
-    pub fn insert_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError> {
-        diesel::insert_into(refresh::table)
-            .values(record)
-            .execute(&mut self.conn()?)?;
-        Ok(())
-    }
-
-    /// Marks a refresh token used (rotation, RFC 9700 §4.14.2), atomically.
-    pub fn consume_refresh_token(
+    /// Rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2) in one transaction: takes its
+    /// grant unless revoked, spends the token, and stores its successor. `grant_id` is the
+    /// token's, as read before.
+    pub fn rotate_refresh_token(
         &self,
         token_hash: &str,
+        grant_id: &str,
         now: i64,
+        successor: Option<&RefreshRecord>,
     ) -> Result<Consumed<RefreshRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let won = diesel::update(
-            refresh::table
+        in_transaction(&mut conn, |conn| {
+            if !take_grant(conn, grant_id)? {
+                return Err(Abort::Outcome(Box::new(Consumed::Revoked)));
+            }
+            let won = diesel::update(
+                refresh::table
+                    .filter(refresh::token_hash.eq(token_hash))
+                    .filter(refresh::used_at.is_null())
+                    .filter(refresh::revoked_at.is_null()),
+            )
+            .set(refresh::used_at.eq(now))
+            .execute(conn)?
+                == 1;
+            let record: Option<RefreshRecord> = refresh::table
                 .filter(refresh::token_hash.eq(token_hash))
-                .filter(refresh::used_at.is_null())
-                .filter(refresh::revoked_at.is_null()),
-        )
-        .set(refresh::used_at.eq(now))
-        .execute(&mut conn)?
-            == 1;
-        let record: Option<RefreshRecord> = refresh::table
-            .filter(refresh::token_hash.eq(token_hash))
-            .select(RefreshRecord::as_select())
-            .first(&mut conn)
-            .optional()?;
-        Ok(match record {
-            None => Consumed::Unknown,
-            Some(r) if won => Consumed::Fresh(r),
-            Some(r) => Consumed::Reused(r),
+                .select(RefreshRecord::as_select())
+                .first(conn)
+                .optional()?;
+            match record {
+                None => Err(Abort::Outcome(Box::new(Consumed::Unknown))),
+                Some(r) if !won => Err(Abort::Outcome(Box::new(Consumed::Reused(r)))),
+                Some(r) => {
+                    if let Some(next) = successor {
+                        diesel::insert_into(refresh::table)
+                            .values(next)
+                            .execute(conn)?;
+                    }
+                    Ok(Consumed::Fresh(r))
+                }
+            }
         })
     }
 
@@ -148,11 +237,23 @@ impl Store {
             .optional()?)
     }
 
-    /// Revokes a grant's refresh tokens and returns the `jti`s of the access tokens issued
-    /// from its code and refresh tokens, for the deny list.
+    /// Revokes a grant: marks it revoked, then its refresh tokens, and returns the `jti`s of
+    /// the access tokens issued from its code and refresh tokens, for the deny list. The grant's
+    /// row is taken first, as every issuance does: a token being issued at this moment is
+    /// either committed before (and its `jti` is returned here) or refused after.
     pub fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| {
+            diesel::update(
+                grants::table
+                    .filter(grants::id.eq(grant_id))
+                    .filter(grants::revoked_at.is_null()),
+            )
+            .set((
+                grants::revoked_at.eq(now),
+                grants::version.eq(grants::version + 1),
+            ))
+            .execute(conn)?;
             diesel::update(
                 refresh::table
                     .filter(refresh::grant_id.eq(grant_id))
@@ -172,6 +273,15 @@ impl Store {
             );
             Ok(jtis.into_iter().flatten().collect())
         })
+    }
+
+    /// The grants a client holds (to revoke them all when the client is deleted).
+    pub fn grants_of_client(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(grants::table
+            .filter(grants::client_id.eq(client_id))
+            .filter(grants::revoked_at.is_null())
+            .select(grants::id)
+            .load(&mut self.conn()?)?)
     }
 
     /// Records a client assertion's `jti`; false when it was seen before (a replay).
@@ -210,6 +320,13 @@ impl Store {
             .execute(&mut conn)?;
         diesel::delete(refresh::table.filter(refresh::expires_at.lt(now - 86_400)))
             .execute(&mut conn)?;
+        // A grant with neither code nor refresh token left can never be presented again.
+        diesel::sql_query(
+            "DELETE FROM grants \
+             WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id) \
+             AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.id)",
+        )
+        .execute(&mut conn)?;
         Ok(())
     }
 
@@ -225,14 +342,6 @@ impl Store {
             .count()
             .get_result(&mut self.conn()?)?;
         Ok(count > 0)
-    }
-
-    /// Records the access token issued alongside a refresh token.
-    pub fn set_refresh_access_jti(&self, token_hash: &str, jti: &str) -> Result<(), StoreError> {
-        diesel::update(refresh::table.filter(refresh::token_hash.eq(token_hash)))
-            .set(refresh::access_token_jti.eq(jti))
-            .execute(&mut self.conn()?)?;
-        Ok(())
     }
 }
 

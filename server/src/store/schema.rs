@@ -84,6 +84,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    grants (id) {
+        id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Text,
         grant_id -> Text,

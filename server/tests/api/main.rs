@@ -18,6 +18,7 @@ mod people;
 mod people_errors;
 mod process_lifecycle;
 mod processes;
+mod races;
 mod rotation;
 mod sign_in_protection;
 mod storage;

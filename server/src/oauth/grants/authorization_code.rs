@@ -1,7 +1,7 @@
 //! The authorization code grant at the token endpoint, RFC 6749 §4.1.3 with PKCE (RFC 7636
 //! §4.5–4.6). A code is single-use: a second use revokes everything issued from its grant.
 
-use super::{issue_for_user, UserGrant};
+use super::{tokens_for_user, UserGrant};
 use crate::app::App;
 use crate::clients::Client;
 use crate::error::OAuthError;
@@ -32,27 +32,20 @@ pub async fn exchange(
     let Some(record) = found else {
         return Err(invalid());
     };
+    // The client first: another client presenting this code (spent or not) learns nothing and
+    // revokes nothing; only its own client's second use is reuse.
+    if record.client_id != client.id {
+        return Err(invalid());
+    }
     if record.used_at.is_some() {
         return Err(reused(app, &record).await);
     }
-    // Every check before the code is spent: a request that fails here (a wrong client, a
-    // missing verifier) leaves the code to its rightful client.
-    if record.client_id != client.id || now >= record.expires_at {
+    // Every check before the code is spent: a request that fails here (a missing verifier, a
+    // wrong redirect URI) leaves the code to a corrected request.
+    if now >= record.expires_at {
         return Err(invalid());
     }
-    match redirect_uri {
-        Some(uri) if uri != record.redirect_uri => {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ))
-        }
-        None if client.redirect_uris.len() != 1 => {
-            return Err(OAuthError::invalid_request(
-                "parameter `redirect_uri` is missing",
-            ))
-        }
-        _ => {}
-    }
+    check_redirect_uri(client, &record.redirect_uri, redirect_uri.as_deref())?;
     if !record.code_challenge.is_empty() {
         let Some(verifier) = verifier else {
             return Err(OAuthError::invalid_grant(
@@ -69,21 +62,8 @@ pub async fn exchange(
             "no code_challenge was sent with the authorization request",
         ));
     }
-    // Spend it: of two concurrent redemptions exactly one wins.
     let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
-    let consumed = {
-        let jti = jti.clone();
-        app.store()
-            .run(move |s| s.consume_code(&code_hash, now, &jti))
-            .await
-            .map_err(|e| OAuthError::temporarily_unavailable(&e))?
-    };
-    let record = match consumed {
-        Consumed::Fresh(record) => record,
-        Consumed::Reused(record) => return Err(reused(app, &record).await),
-        Consumed::Unknown => return Err(invalid()),
-    };
-    issue_for_user(
+    let (response, first_refresh_token) = tokens_for_user(
         app,
         client,
         UserGrant {
@@ -97,7 +77,50 @@ pub async fn exchange(
             jti: &jti,
         },
     )
-    .await
+    .await?;
+    // Spend it and store what it produced, in one transaction: of two concurrent redemptions
+    // exactly one wins, and a revocation of the grant cannot slip in between.
+    let grant_id = record.grant_id.clone();
+    let consumed = app
+        .store()
+        .run(move |s| {
+            s.redeem_code(
+                &code_hash,
+                &grant_id,
+                now,
+                &jti,
+                first_refresh_token.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    match consumed {
+        Consumed::Fresh(_) => Ok(response),
+        Consumed::Reused(record) => Err(reused(app, &record).await),
+        Consumed::Revoked | Consumed::Unknown => Err(invalid()),
+    }
+}
+
+/// RFC 6749 §4.1.3: `redirect_uri` is required, and must be identical, when the authorization
+/// request included it (`registered` is then what it said; empty when it was left out, the
+/// client having a single registered URI).
+fn check_redirect_uri(
+    client: &Client,
+    registered: &str,
+    presented: Option<&str>,
+) -> Result<(), OAuthError> {
+    match (registered.is_empty(), presented) {
+        (false, None) => Err(OAuthError::invalid_request(
+            "parameter `redirect_uri` is missing (the authorization request had one)",
+        )),
+        (false, Some(uri)) if uri != registered => Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        )),
+        (true, Some(uri)) if !client.redirect_uris.iter().any(|r| r == uri) => Err(
+            OAuthError::invalid_grant("redirect_uri does not match the authorization request"),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a second use revokes what the code already produced.

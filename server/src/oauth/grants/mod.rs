@@ -128,14 +128,16 @@ pub struct UserGrant<'a> {
     pub jti: &'a str,
 }
 
-/// Issues the access token (RFC 9068, `sub` = the user), an ID token when `openid` was
-/// granted (Core §3.1.3.3), and a new refresh token when the client may refresh and
-/// `offline_access` was granted (Core §11).
-pub async fn issue_for_user(
+/// Makes the access token (RFC 9068, `sub` = the user), an ID token when `openid` was granted
+/// (Core §3.1.3.3), and a new refresh token when the client may refresh and `offline_access`
+/// was granted (Core §11). Nothing is stored: the caller stores the refresh token's record in
+/// the transaction that spends the code or refresh token presented, and answers only once it
+/// committed.
+pub async fn tokens_for_user(
     app: &App,
     client: &Client,
     grant: UserGrant<'_>,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<(TokenResponse, Option<crate::store::grants::RefreshRecord>), OAuthError> {
     let user_id = grant.user_id.to_string();
     let user = app
         .store()
@@ -204,7 +206,8 @@ pub async fn issue_for_user(
     };
     // The grant (not this narrower request) decides whether refreshing goes on.
     let offline = grant.grant_scope.split(' ').any(|s| s == "offline_access");
-    let refresh_token = if client.allows_grant(GrantType::RefreshToken) && offline {
+    let (refresh_token, refresh_record) = if client.allows_grant(GrantType::RefreshToken) && offline
+    {
         let token = refresh::generate().map_err(|e| OAuthError::server_error(&e))?;
         let record = crate::store::grants::RefreshRecord {
             token_hash: refresh::hash(&token),
@@ -220,15 +223,11 @@ pub async fn issue_for_user(
             revoked_at: None,
             access_token_jti: Some(grant.jti.to_string()),
         };
-        app.store()
-            .run(move |s| s.insert_refresh_token(&record))
-            .await
-            .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-        Some(token)
+        (Some(token), Some(record))
     } else {
-        None
+        (None, None)
     };
-    Ok(TokenResponse {
+    let response = TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: ttl,
@@ -240,7 +239,8 @@ pub async fn issue_for_user(
             audience: grant.audience.to_string(),
             jti: grant.jti.to_string(),
         },
-    })
+    };
+    Ok((response, refresh_record))
 }
 
 /// A code or refresh token presented after it was spent: possible theft. Audits it (as `kind`,

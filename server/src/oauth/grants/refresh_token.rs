@@ -1,7 +1,7 @@
 //! The refresh token grant, RFC 6749 §6, with rotation and reuse detection (RFC 9700
 //! §4.14.2): every use returns a new refresh token; presenting a used one revokes the family.
 
-use super::{issue_for_user, UserGrant};
+use super::{tokens_for_user, UserGrant};
 use crate::app::App;
 use crate::clients::Client;
 use crate::error::OAuthError;
@@ -36,11 +36,16 @@ pub async fn exchange(
     let Some(record) = found else {
         return Err(invalid());
     };
+    // The client first: another client presenting this token (spent or not) learns nothing
+    // and revokes nothing; only its own client's second use is reuse.
+    if record.client_id != client.id {
+        return Err(invalid());
+    }
     if record.used_at.is_some() || record.revoked_at.is_some() {
         return Err(reused(app, &record).await);
     }
     // Checks before the token is spent, so a failed request does not look like theft.
-    if record.client_id != client.id || now >= record.expires_at {
+    if now >= record.expires_at {
         return Err(invalid());
     }
     // RFC 6749 §6: the scope may be narrowed, never widened; the grant itself keeps its scope.
@@ -61,18 +66,8 @@ pub async fn exchange(
         }
         _ => record.scope.clone(),
     };
-    let consumed = app
-        .store()
-        .run(move |s| s.consume_refresh_token(&token_hash, now))
-        .await
-        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
-    let record = match consumed {
-        Consumed::Fresh(record) => record,
-        Consumed::Reused(record) => return Err(reused(app, &record).await),
-        Consumed::Unknown => return Err(invalid()),
-    };
     let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
-    issue_for_user(
+    let (response, successor) = tokens_for_user(
         app,
         client,
         UserGrant {
@@ -86,7 +81,20 @@ pub async fn exchange(
             jti: &jti,
         },
     )
-    .await
+    .await?;
+    // Spend it and store its successor in one transaction: of two concurrent rotations exactly
+    // one wins, and a revocation of the grant cannot slip in between.
+    let grant_id = record.grant_id.clone();
+    let consumed = app
+        .store()
+        .run(move |s| s.rotate_refresh_token(&token_hash, &grant_id, now, successor.as_ref()))
+        .await
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+    match consumed {
+        Consumed::Fresh(_) => Ok(response),
+        Consumed::Reused(record) => Err(reused(app, &record).await),
+        Consumed::Revoked | Consumed::Unknown => Err(invalid()),
+    }
 }
 
 /// RFC 9700 §4.14.2: a rotated (or revoked) token presented again revokes the family.

@@ -1,0 +1,2 @@
+DROP INDEX authorization_codes_grant;
+DROP TABLE grants;
