@@ -49,9 +49,12 @@ pub struct Settings {
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
     pub password_hash_parallelism: u32,
-    /// Browser session lifetime.
+    /// Browser session lifetime, from the last change.
     #[serde(deserialize_with = "seconds")]
     pub session_ttl: u64,
+    /// However active, a sign-in ends this long after it happened.
+    #[serde(deserialize_with = "seconds")]
+    pub session_max_lifetime: u64,
     /// Authorization code lifetime (RFC 6749 §4.1.2 recommends at most 10 minutes).
     #[serde(deserialize_with = "seconds")]
     pub authorization_code_ttl: u64,
@@ -110,6 +113,8 @@ pub struct Settings {
     /// Audit events older than this are deleted.
     #[serde(deserialize_with = "seconds")]
     pub audit_retention: u64,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (it names clients).
+    pub metrics_token: Option<String>,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// `text` or `json` log lines.
@@ -146,6 +151,7 @@ impl Default for Settings {
             password_hash_iterations: 2,
             password_hash_parallelism: 1,
             session_ttl: 8 * 3600,
+            session_max_lifetime: 24 * 3600,
             authorization_code_ttl: 60,
             id_token_ttl: 3600,
             id_token_signing_alg: Algorithm::Rs256,
@@ -168,6 +174,7 @@ impl Default for Settings {
             shutdown_delay: 5,
             shutdown_grace: 20,
             audit_retention: 90 * 24 * 3600,
+            metrics_token: None,
             workers: 0,
             log_format: LogFormat::Text,
         }
@@ -274,6 +281,7 @@ impl Settings {
             ("key_rotation_period", self.key_rotation_period),
             ("keyring_poll_interval", self.keyring_poll_interval),
             ("session_ttl", self.session_ttl),
+            ("session_max_lifetime", self.session_max_lifetime),
             ("max_access_token_ttl", self.max_access_token_ttl),
             ("authorization_code_ttl", self.authorization_code_ttl),
             ("id_token_ttl", self.id_token_ttl),

@@ -117,6 +117,10 @@ struct CreateClient {
     /// ES256 or RS256 for this client's ID tokens (default: the server setting).
     #[arg(long)]
     id_token_signed_response_alg: Option<String>,
+    /// An audience whose tokens this client, its resource server, may introspect
+    /// (repeatable). Any client may introspect the tokens issued to itself.
+    #[arg(long = "introspect-audience")]
+    introspection_audiences: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -369,6 +373,7 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     roles: args.roles,
                     jwks,
                     id_token_signed_response_alg: args.id_token_signed_response_alg,
+                    introspection_audiences: args.introspection_audiences,
                 })
                 .map_err(|e| e.to_string())?;
             cli_audit(

@@ -156,7 +156,7 @@ pub async fn build_on(
         }
         let sessions =
             actix_session::SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
-                .cookie_name("portcullis_session".into())
+                .cookie_name(session_cookie_name(cookie_secure).into())
                 .cookie_secure(cookie_secure)
                 .cookie_http_only(true)
                 .cookie_same_site(actix_web::cookie::SameSite::Lax)
@@ -285,6 +285,16 @@ pub async fn build_on(
         server,
         handle,
     })
+}
+
+/// `__Host-` (RFC 6265bis §4.1.3.2) with an https issuer: the cookie is then Secure, for
+/// this host only (no Domain) and for every path, and no sibling host can plant one.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-portcullis_session"
+    } else {
+        "portcullis_session"
+    }
 }
 
 /// Polls the shared database: keyring and client changes from other processes, and rotation.

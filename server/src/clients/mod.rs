@@ -102,6 +102,9 @@ pub struct Client {
     /// The algorithm of this client's ID tokens (default: the `id_token_signing_alg` setting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<crate::jose::Algorithm>,
+    /// Audiences whose tokens this client — their resource server — may introspect (RFC 7662
+    /// §2.1, §4). Any client may introspect the tokens issued to itself.
+    pub introspection_audiences: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -151,6 +154,8 @@ pub struct NewClient {
     pub jwks: Option<String>,
     /// `ES256` or `RS256`; none: the server default.
     pub id_token_signed_response_alg: Option<String>,
+    /// Audiences whose tokens this client (a resource server) may introspect.
+    pub introspection_audiences: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -311,6 +316,16 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
     for a in &audiences {
         uri::validate_resource(a).map_err(|e| invalid("audiences", e))?;
     }
+    let introspection_audiences = split_values(&new.introspection_audiences);
+    for a in &introspection_audiences {
+        uri::validate_resource(a).map_err(|e| invalid("introspection_audiences", e))?;
+    }
+    if !introspection_audiences.is_empty() && public {
+        return Err(invalid(
+            "introspection_audiences",
+            "introspection needs a confidential client",
+        ));
+    }
     let redirect_uris = split_values(&new.redirect_uris);
     for r in &redirect_uris {
         uri::validate_redirect_uri(r).map_err(|e| invalid("redirect_uris", e))?;
@@ -338,6 +353,7 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         roles,
         jwks,
         id_token_signed_response_alg,
+        introspection_audiences,
         created_at: now,
         updated_at: now,
     })
@@ -361,6 +377,25 @@ fn validate_jwks(text: &str) -> Result<String, RegistryError> {
         }
         crate::jose::keys::Verifier::from_jwk(map)
             .map_err(|e| invalid("jwks", format!("unusable key: {e}")))?;
+        // RFC 7518 §3.3: RSA keys of 2048 bits or more.
+        if map.get("kty").and_then(|v| v.as_str()) == Some("RSA") {
+            let bits = map
+                .get("n")
+                .and_then(|n| n.as_str())
+                .and_then(crate::jose::b64_decode)
+                .map_or(0, |n| {
+                    let n: Vec<u8> = n.into_iter().skip_while(|b| *b == 0).collect();
+                    n.first().map_or(0, |top| {
+                        (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+                    })
+                });
+            if bits < 2048 {
+                return Err(invalid(
+                    "jwks",
+                    format!("an RSA key of {bits} bits; at least 2048 are required"),
+                ));
+            }
+        }
     }
     Ok(value.to_string())
 }
@@ -501,6 +536,7 @@ mod tests {
             roles: vec![],
             jwks: None,
             id_token_signed_response_alg: None,
+            introspection_audiences: vec![],
         }
     }
 

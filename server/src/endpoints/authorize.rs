@@ -86,6 +86,12 @@ pub async fn signed_in(
     let Some(signed_in) = session.get::<SignedIn>(SIGNED_IN).ok().flatten() else {
         return Ok(None);
     };
+    // An absolute lifetime: however active, a sign-in ends `session_max_lifetime` after it.
+    let max = i64::try_from(app.settings().session_max_lifetime).unwrap_or(i64::MAX / 4);
+    if app.now() - signed_in.auth_time >= max {
+        session.remove(SIGNED_IN);
+        return Ok(None);
+    }
     let user_id = signed_in.user_id.clone();
     let user = app.store().run(move |s| s.find_user(&user_id)).await?;
     match user {

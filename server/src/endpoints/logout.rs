@@ -57,6 +57,17 @@ fn client_of(app: &App, params: &Params) -> Result<Option<String>, &'static str>
             {
                 return Err("The id_token_hint is not a token this server issued.");
             }
+            // An ID token, not an access token (RFC 9068 §2.1 types those `at+jwt`, and they
+            // carry `client_id` and `scope`, which ID tokens never do).
+            let access_token = verified
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))
+                || verified.claims.contains_key("client_id")
+                || verified.claims.contains_key("scope");
+            if access_token {
+                return Err("The id_token_hint is not an ID token.");
+            }
             verified
                 .claims
                 .get("aud")

@@ -48,7 +48,30 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-pub async fn metrics(app: actix_web::web::Data<crate::app::App>) -> HttpResponse {
+/// `GET /metrics`. With `metrics_token` set, only for `Authorization: Bearer <token>`
+/// (compared in constant time); 401 otherwise.
+pub async fn metrics(
+    request: actix_web::HttpRequest,
+    app: actix_web::web::Data<crate::app::App>,
+) -> HttpResponse {
+    if let Some(expected) = app.settings().metrics_token.as_deref() {
+        let presented = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into();
+        if !matches {
+            return HttpResponse::Unauthorized()
+                .insert_header((
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"portcullis metrics\"",
+                ))
+                .finish();
+        }
+    }
     // Signing-key age, set at scrape time from the keyring.
     let now = app.now();
     for record in &app.keyring().current().records {

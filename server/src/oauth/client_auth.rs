@@ -111,8 +111,12 @@ async fn verify_assertion(app: &App, client: &Client, assertion: &str) -> Result
         a.as_str()
             .is_some_and(|a| a == issuer || a == token_endpoint)
     };
+    // Exactly one audience, this server (RFC 7523bis, draft-ietf-oauth-rfc7523bis §4): an
+    // assertion that also names another server could be replayed against us by it.
     let aud_ok = match claims.get("aud") {
-        Some(serde_json::Value::Array(items)) => items.iter().any(audience_ok),
+        Some(serde_json::Value::Array(items)) => {
+            matches!(items.as_slice(), [one] if audience_ok(one))
+        }
         Some(one) => audience_ok(one),
         None => false,
     };

@@ -77,8 +77,10 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
             .unwrap_or_default()
             .to_string()
     };
+    // RFC 7662 §2.1, §4: the token's own client, or the resource server registered for its
+    // audience; to anyone else it is `{"active": false}`.
     let aud = text("aud");
-    if text("client_id") != caller.id && !caller.audiences.contains(&aud) {
+    if text("client_id") != caller.id && !caller.introspection_audiences.contains(&aud) {
         return Ok(None);
     }
     let mut out = json!({

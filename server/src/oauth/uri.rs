@@ -11,8 +11,9 @@ pub fn validate_resource(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// RFC 6749 §3.1.2 and RFC 9700 §2.1: absolute, no fragment; `http` only on loopback
-/// (native apps, RFC 8252 §7.3); private-use schemes allowed for native apps (§7.1).
+/// RFC 6749 §3.1.2 and RFC 9700 §2.1: absolute, no fragment, and one of (an allow-list):
+/// `https`; `http` only on loopback (native apps, RFC 8252 §7.3); a private-use scheme in
+/// reverse-domain form, such as `com.example.app:/cb` (RFC 8252 §7.1).
 pub fn validate_redirect_uri(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|_| format!("`{}` is not an absolute URI", short(text)))?;
     if url.fragment().is_some() {
@@ -34,12 +35,26 @@ pub fn validate_redirect_uri(text: &str) -> Result<Url, String> {
                 ));
             }
         }
-        "javascript" | "data" | "file" | "vbscript" => {
-            return Err(format!("`{}`: scheme not allowed", short(text)))
+        scheme if is_private_use_scheme(scheme) => {}
+        _ => {
+            return Err(format!(
+                "`{}`: use https, http on a loopback address, or a private-use scheme in reverse-domain form (com.example.app:/callback)",
+                short(text)
+            ))
         }
-        _ => {}
     }
     Ok(url)
+}
+
+/// RFC 8252 §7.1: a scheme based on a domain name the app's publisher controls, reversed:
+/// at least two dot-separated labels (`com.example.app`). Schemes with other meanings (`ws`,
+/// `ftp`, `blob`, `about`…) have no dot.
+fn is_private_use_scheme(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 fn short(text: &str) -> String {
@@ -64,6 +79,17 @@ mod tests {
         assert!(validate_redirect_uri("com.example.app:/cb").is_ok());
         assert!(validate_redirect_uri("http://app.example.com/cb").is_err());
         assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+        for refused in [
+            "ws://127.0.0.1/cb",
+            "ftp://files.example.com/cb",
+            "about:blank",
+            "blob:https://app.example.com/uuid",
+            "myapp:/cb",
+            "data:text/html,x",
+        ] {
+            assert!(validate_redirect_uri(refused).is_err(), "{refused}");
+        }
+        assert!(validate_redirect_uri("com.example.app-dev:/oauth2redirect").is_ok());
         assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
     }
 }

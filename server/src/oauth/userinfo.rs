@@ -34,6 +34,18 @@ pub async fn verify_access_token(app: &App, token: &str) -> Result<Map<String, V
     if app.now() >= exp {
         return Err(invalid_token("the access token has expired"));
     }
+    // The client it was issued to still exists, and existed then: deleting a client ends its
+    // tokens, and a client re-created under the same id does not revive them.
+    let client_id = claims
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+    match app.clients().find(client_id).await {
+        Ok(Some(client)) if iat >= client.created_at => {}
+        Ok(_) => return Err(invalid_token("the access token's client no longer exists")),
+        Err(e) => return Err(OAuthError::temporarily_unavailable(&e)),
+    }
     if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
         let denied = app
             .deny_list()

@@ -24,6 +24,7 @@ struct ClientRow {
     roles: String,
     jwks: Option<String>,
     id_token_signed_response_alg: Option<String>,
+    introspection_audiences: String,
 }
 
 impl ClientRow {
@@ -50,6 +51,7 @@ impl ClientRow {
             id_token_signed_response_alg: client
                 .id_token_signed_response_alg
                 .map(|a| a.as_str().to_string()),
+            introspection_audiences: encode_list(&client.introspection_audiences),
         }
     }
 
@@ -76,6 +78,10 @@ impl ClientRow {
                 &self.post_logout_redirect_uris,
             )?,
             roles: decode_list("roles", &self.roles)?,
+            introspection_audiences: decode_list(
+                "introspection_audiences",
+                &self.introspection_audiences,
+            )?,
             jwks: self.jwks,
             id_token_signed_response_alg: match self.id_token_signed_response_alg.as_deref() {
                 None => None,

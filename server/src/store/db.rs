@@ -184,6 +184,7 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32, deadline: Duration) -> Result<
         }
     }
     if url.backend == Backend::Sqlite {
+        owner_only(&url.target)?;
         // WAL is a property of the file: switch once, before the pool opens its connections
         // (switching from several at once makes some of them fail with "locked").
         let mut first = SqliteConnection::establish(&url.target)
@@ -206,6 +207,41 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32, deadline: Duration) -> Result<
             statement_timeout: (deadline * 4).max(Duration::from_secs(5)),
         });
     Ok(pool)
+}
+
+/// The database holds password hashes: the file, and the `-wal` and `-shm` files SQLite makes
+/// beside it (with the database file's permissions), are readable by their owner only.
+#[cfg(unix)]
+fn owner_only(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    if let Err(e) = created {
+        return Err(format!("setting `database_url`: cannot open {path}: {e}"));
+    }
+    for file in [
+        path.to_string(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        let Ok(metadata) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("setting `database_url`: cannot restrict {file}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &str) -> Result<(), String> {
+    Ok(())
 }
 
 pub fn run_migrations(conn: &mut AnyConnection) -> Result<usize, String> {

@@ -16,6 +16,7 @@ diesel::table! {
         roles -> Text,
         jwks -> Nullable<Text>,
         id_token_signed_response_alg -> Nullable<Text>,
+        introspection_audiences -> Text,
     }
 }
 

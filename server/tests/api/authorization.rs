@@ -223,6 +223,7 @@ async fn users_get_what_their_roles_permit() {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     app.user("ada", &["ml-user"]);
     let browser = crate::helpers::Browser::new(&app);

@@ -75,6 +75,7 @@ async fn chromium_signs_in_consents_and_returns_with_a_code() {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     app.user("grace", &["user"]);
 

@@ -103,6 +103,7 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     assert!(secret.is_empty(), "a supplied secret is not echoed");
     let client = BasicClient::new(ClientId::new("poster".into()))
@@ -155,6 +156,7 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     for basic in [true, false] {
         let form = [
@@ -224,6 +226,7 @@ async fn every_token_endpoint_error_is_an_rfc6749_json_error(db: Db) {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     let basic = Some(("svc", secret.as_str()));
     let cc = ("grant_type", "client_credentials");

@@ -194,6 +194,7 @@ impl TestApp {
             roles: vec![],
             jwks: None,
             id_token_signed_response_alg: None,
+            introspection_audiences: vec![],
         })
     }
 
@@ -410,6 +411,7 @@ impl TestApp {
             roles: vec![],
             jwks: None,
             id_token_signed_response_alg: None,
+            introspection_audiences: vec![],
         })
     }
 }
@@ -529,6 +531,7 @@ pub async fn admin_token(app: &TestApp) -> (String, String) {
         roles: vec!["admin".into()],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
     });
     let body = app
         .cc_token(

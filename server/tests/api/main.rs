@@ -1,6 +1,7 @@
 //! One integration-test binary: every module below shares `helpers::spawn_app`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod hardening;
 mod helpers;
 
 mod admin_api;

@@ -615,6 +615,7 @@ async fn id_token_algorithm_is_chosen_per_client() {
         roles: vec![],
         jwks: None,
         id_token_signed_response_alg: Some("ES256".into()),
+        introspection_audiences: vec![],
     });
     let browser = Browser::new(&app);
     let flow = authorize(&app, &browser, "ec-app", &["openid"], "ada").await;

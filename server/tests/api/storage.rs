@@ -28,6 +28,7 @@ fn sample_client(id: &str) -> Client {
         roles: vec!["admin".into()],
         jwks: None,
         id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
     }

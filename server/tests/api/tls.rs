@@ -118,9 +118,22 @@ async fn serves_https_with_the_configured_certificate() {
         discovery["token_endpoint"],
         format!("{https}/token").as_str()
     );
-    // HSTS on an https issuer.
+    // HSTS on an https issuer, and a session cookie only this host can set and read.
     let login = client.get(format!("{https}/login")).send().await.unwrap();
     assert!(login.headers().contains_key("strict-transport-security"));
+    let cookies: Vec<&str> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-portcullis_session="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(
+        session.contains("Secure") && session.contains("Path=/") && !session.contains("Domain")
+    );
     // Plain HTTP to the TLS port does not get an answer as if it were HTTPS.
     assert!(app
         .http

@@ -53,11 +53,46 @@ async fn introspection_reports_only_live_tokens_to_entitled_callers(db: Db) {
     assert!(active["exp"].is_i64() && active["iat"].is_i64());
     assert!(active["roles"].is_array());
 
-    // Another client that serves the same audience may introspect it; garbage is inactive.
+    // Another client that may request tokens for the same audience may not introspect it
+    // (RFC 7662 §4): only the audience's registered resource server may.
     assert_eq!(
-        introspect(&app, ("other", &other), token, None).await["active"],
+        introspect(&app, ("other", &other), token, None).await,
+        json!({"active": false})
+    );
+    let api = app.create_client(portcullis::clients::NewClient {
+        id: "inference-api".into(),
+        name: "Inference API".into(),
+        secret: portcullis::clients::SecretChoice::Generate,
+        auth_method: None,
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec![],
+        audiences: vec![],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: None,
+        introspection_audiences: vec![API.into()],
+    });
+    assert_eq!(
+        introspect(&app, ("inference-api", &api), token, None).await["active"],
         true
     );
+    let elsewhere = app
+        .cc_token("svc", &svc, &[("resource", "https://other.example.test")])
+        .await;
+    assert_eq!(
+        introspect(
+            &app,
+            ("inference-api", &api),
+            elsewhere["access_token"].as_str().unwrap(),
+            None
+        )
+        .await,
+        json!({"active": false}),
+        "a resource server sees only its own audience's tokens"
+    );
+    // Garbage is inactive.
     for garbage in ["", "not-a-token", "a.b.c", &format!("{token}x")] {
         if garbage.is_empty() {
             continue;
@@ -288,6 +323,27 @@ async fn private_key_jwt_authenticates_once_per_assertion(db: Db) {
             .await
             .status(),
         200
+    );
+    // An array naming only this server is fine; one that also names another server is not
+    // (it could be replayed here by that server).
+    let with_audiences = |jti: &str, aud: Value| json!({"iss": "signer", "sub": "signer", "aud": aud, "exp": now + 60, "iat": now, "jti": jti});
+    assert_eq!(
+        request(assertion(
+            &key,
+            "k1",
+            with_audiences("arr-1", json!([token_endpoint]))
+        ))
+        .await
+        .status(),
+        200
+    );
+    let shared = with_audiences(
+        "arr-2",
+        json!([token_endpoint, "https://elsewhere.example"]),
+    );
+    assert_eq!(
+        error_of(request(assertion(&key, "k1", shared)).await).await,
+        (401, "invalid_client".into())
     );
     // Wrong audience, expired, too long-lived, wrong key.
     assert_eq!(

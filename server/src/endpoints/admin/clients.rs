@@ -35,6 +35,9 @@ pub struct CreateClient {
     pub jwks: Option<serde_json::Value>,
     /// ES256 or RS256 for this client's ID tokens.
     pub id_token_signed_response_alg: Option<String>,
+    /// Audiences whose tokens this client, their resource server, may introspect.
+    #[serde(default)]
+    pub introspection_audiences: Vec<String>,
 }
 
 #[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page), security(("bearer" = [])),
@@ -88,6 +91,7 @@ pub async fn create(
         roles: body.roles,
         jwks: body.jwks.map(|j| j.to_string()),
         id_token_signed_response_alg: body.id_token_signed_response_alg,
+        introspection_audiences: body.introspection_audiences,
     };
     let created = blocking(&app, move |app| Ok(app.clients().create(&new)?)).await?;
     caller.audit(

@@ -230,7 +230,7 @@ async fn require_admin(
     next: actix_web::middleware::Next<actix_web::body::BoxBody>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     use actix_web::HttpMessage;
-    if request.path().ends_with("/openapi.json") {
+    if request.path() == "/admin/v1/openapi.json" {
         return next.call(request).await;
     }
     let Some(app) = request.app_data::<web::Data<App>>().cloned() else {

@@ -1,0 +1,279 @@
+//! The outside audit's lesser findings, each reproduced the way it was found: tokens of a
+//! deleted client, the SQLite files' permissions, the admin API's document path, public
+//! metrics, an access token as `id_token_hint`, sessions without an end, weak client keys.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    admin_token, spawn_app, spawn_app_with, token_at, Browser, Db, TestApp, API, WEB_CALLBACK,
+};
+use crate::on_both_backends;
+
+on_both_backends!(deleting_a_client_ends_its_tokens);
+
+/// A resource server for `API`, allowed to introspect its tokens.
+fn resource_server(app: &TestApp) -> String {
+    app.create_client(portcullis::clients::NewClient {
+        id: "inference-api".into(),
+        name: "Inference API".into(),
+        secret: portcullis::clients::SecretChoice::Generate,
+        auth_method: None,
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec![],
+        audiences: vec![],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: None,
+        introspection_audiences: vec![API.into()],
+    })
+}
+
+async fn active(app: &TestApp, introspector: (&str, &str), token: &str) -> bool {
+    let answer: Value = app
+        .http
+        .post(app.url("/introspect"))
+        .basic_auth(introspector.0, Some(introspector.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["active"] == true
+}
+
+/// A code-flow token response for the web client.
+async fn signed_in_tokens(app: &TestApp, secret: &str) -> Value {
+    let (code, verifier) = Browser::new(app).code("web", "openid", "ada").await;
+    token_at(
+        &app.http,
+        &app.address,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", WEB_CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+        ("web", secret),
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+async fn deleting_a_client_ends_its_tokens(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let rs = resource_server(&app);
+    let svc = app.machine_client("svc", "models:read");
+    let machine = app.cc_token("svc", &svc, &[]).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let web = app.web_client("web");
+    app.user("ada", &["user"]);
+    let person = signed_in_tokens(&app, &web).await;
+    let person = person["access_token"].as_str().unwrap();
+    assert!(active(&app, ("inference-api", &rs), &machine).await);
+    assert!(active(&app, ("inference-api", &rs), person).await);
+    // The admin API deletes one client, the command line the other.
+    let (admin, _) = admin_token(&app).await;
+    let deleted = app
+        .http
+        .delete(app.url("/admin/v1/clients/svc"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    app.cli(&["client", "delete", "--id", "web"]);
+    app.sync();
+    assert!(!active(&app, ("inference-api", &rs), &machine).await);
+    assert!(!active(&app, ("inference-api", &rs), person).await);
+    let userinfo = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(person)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 401);
+    // A client re-created under the same id does not revive its predecessor's tokens.
+    app.clock.advance(1);
+    app.machine_client("svc", "models:read");
+    assert!(!active(&app, ("inference-api", &rs), &machine).await);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    app.user("ada", &["user"]); // a password hash in the database and its log
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", app.database.url);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}: {mode:o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_admin_document_itself_is_public() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let get = |path: &str| app.http.get(app.url(path)).send();
+    assert_eq!(get("/admin/v1/openapi.json").await.unwrap().status(), 200);
+    for path in [
+        "/admin/v1/clients/openapi.json",
+        "/admin/v1/users/openapi.json",
+        "/admin/v1/audit-events/openapi.json",
+    ] {
+        assert_eq!(get(path).await.unwrap().status(), 401, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_bearer_token() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.metrics_token = Some("a-long-random-scrape-token".into())
+    })
+    .await
+    .unwrap();
+    let scrape = |token: Option<&str>| {
+        let mut request = app.http.get(app.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some("wrong")).await.unwrap().status(), 401);
+    let allowed = scrape(Some("a-long-random-scrape-token")).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed.text().await.unwrap().contains("portcullis_"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_id_token_is_an_id_token_hint() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let web = app.web_client("web");
+    app.user("ada", &["user"]);
+    let tokens = signed_in_tokens(&app, &web).await;
+    let logout = |hint: &str| {
+        app.http
+            .get(app.url("/logout"))
+            .query(&[("id_token_hint", hint)])
+            .send()
+    };
+    let refused = logout(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("not an ID token"));
+    let accepted = logout(tokens["id_token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_ends_at_its_absolute_lifetime() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.session_max_lifetime = 3600)
+        .await
+        .unwrap();
+    app.web_client("web");
+    app.user("ada", &["user"]);
+    let browser = Browser::new(&app);
+    browser.code("web", "openid", "ada").await; // signed in and consented
+    let authorize = || async {
+        let pkce = crate::helpers::pkce();
+        let url = url::Url::parse_with_params(
+            &app.url("/authorize"),
+            &[
+                ("response_type", "code"),
+                ("client_id", "web"),
+                ("redirect_uri", WEB_CALLBACK),
+                ("scope", "openid"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .unwrap();
+        browser.get(url.as_str()).await
+    };
+    let again = authorize().await;
+    assert!(
+        again.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(WEB_CALLBACK),
+        "still signed in"
+    );
+    // Activity does not extend it: an hour after signing in, sign in again.
+    app.clock.advance(3600);
+    let expired = authorize().await;
+    assert!(expired.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_client_keys_under_2048_bits_are_refused() {
+    use josekit::jwk::KeyPair;
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let (token, _) = admin_token(&app).await;
+    for (bits, expected) in [(1024, 400), (2048, 201)] {
+        let key = josekit::jwk::alg::rsa::RsaKeyPair::generate(bits).unwrap();
+        let mut jwk = key.to_jwk_public_key();
+        jwk.set_key_id("k1");
+        let response = app
+            .http
+            .post(app.url("/admin/v1/clients"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "client_id": format!("signer{bits}"),
+                "client_name": "Signer",
+                "grant_types": ["client_credentials"],
+                "jwks": {"keys": [serde_json::to_value(jwk.as_ref()).unwrap()]},
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, expected, "{bits} bits: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_uris_are_an_allow_list() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let (token, _) = admin_token(&app).await;
+    for (uri, expected) in [
+        ("ws://127.0.0.1/cb", 400),
+        ("ftp://files.example.com/cb", 400),
+        ("about:blank", 400),
+        ("blob:https://app.example.com/x", 400),
+        ("com.example.app:/callback", 201),
+        ("http://[::1]:8080/cb", 201),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/admin/v1/clients"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "client_id": crate::helpers::unique("app"),
+                "client_name": "App",
+                "public": true,
+                "grant_types": ["authorization_code"],
+                "redirect_uris": [uri],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{uri}");
+    }
+}
