@@ -113,6 +113,11 @@ pub struct Settings {
     /// Audit events older than this are deleted.
     #[serde(deserialize_with = "seconds")]
     pub audit_retention: u64,
+    /// How long a request body may take to arrive (after the headers); past it, 408.
+    #[serde(deserialize_with = "seconds")]
+    pub request_body_timeout: u64,
+    /// Connections open at once per client address (trusted proxies exempt); 0: no cap.
+    pub max_connections_per_ip: usize,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (it names clients).
     pub metrics_token: Option<String>,
     /// Worker threads; 0 means one per core.
@@ -174,6 +179,8 @@ impl Default for Settings {
             shutdown_delay: 5,
             shutdown_grace: 20,
             audit_retention: 90 * 24 * 3600,
+            request_body_timeout: 5,
+            max_connections_per_ip: 256,
             metrics_token: None,
             workers: 0,
             log_format: LogFormat::Text,
@@ -282,6 +289,7 @@ impl Settings {
             ("keyring_poll_interval", self.keyring_poll_interval),
             ("session_ttl", self.session_ttl),
             ("session_max_lifetime", self.session_max_lifetime),
+            ("request_body_timeout", self.request_body_timeout),
             ("max_access_token_ttl", self.max_access_token_ttl),
             ("authorization_code_ttl", self.authorization_code_ttl),
             ("id_token_ttl", self.id_token_ttl),

@@ -11,6 +11,7 @@ pub mod credential_limits;
 pub mod endpoints;
 pub mod error;
 pub mod healthcheck;
+pub mod http_limits;
 pub mod jose;
 pub mod limits;
 pub mod oauth;

@@ -145,6 +145,11 @@ pub async fn build_on(
         i64::try_from(settings.session_ttl).unwrap_or(3600),
     );
     let hsts = settings.issuer_is_https();
+    let body_deadline = Duration::from_secs(settings.request_body_timeout);
+    let connections = crate::http_limits::ConnectionsPerAddress::new(
+        settings.max_connections_per_ip,
+        app.trusted_proxies().clone(),
+    );
     let factory = move || {
         let mut security_headers = DefaultHeaders::new()
             .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -190,7 +195,7 @@ pub async fn build_on(
             }))
             .configure(|cfg| routes::configure(cfg, &sessions))
             .wrap(security_headers)
-            .wrap_fn(|mut request, service| {
+            .wrap_fn(move |mut request, service| {
                 let started = Instant::now();
                 let method = request.method().clone();
                 let path = request.path().to_owned();
@@ -200,6 +205,16 @@ pub async fn build_on(
                     request.head_mut().method = Method::GET;
                 }
                 let session_page = routes::SESSION_PATHS.contains(&path.as_str());
+                // A body must arrive within `request_body_timeout` (slow POSTs hold sockets).
+                let body_expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                if method != Method::GET && method != Method::HEAD {
+                    let payload = actix_web::HttpMessage::take_payload(&mut request);
+                    request.set_payload(crate::http_limits::DeadlinePayload::wrap(
+                        payload,
+                        body_deadline,
+                        body_expired.clone(),
+                    ));
+                }
                 let call = service.call(request);
                 async move {
                     let mut response = match call.await {
@@ -216,6 +231,25 @@ pub async fn build_on(
                         }
                         Err(error) => return Err(error),
                     };
+                    if body_expired.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut timeout = if session_page {
+                            crate::endpoints::pages::error_page(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "The form took too long to arrive",
+                                "Go back and try again.",
+                            )
+                        } else {
+                            json_error(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "invalid_request",
+                                "the request body did not arrive in time",
+                            )
+                        };
+                        timeout
+                            .head_mut()
+                            .set_connection_type(actix_web::http::ConnectionType::Close);
+                        response = response.into_response(timeout);
+                    }
                     if let Some(error) = response.response().error() {
                         // Payload overflow and similar framework errors become JSON.
                         let status = response.status();
@@ -265,6 +299,7 @@ pub async fn build_on(
     };
     // Signals are ours (`run_until_stopped`): readiness must fail before the listener closes.
     let mut server = HttpServer::new(factory)
+        .on_connect(move |connection, extensions| connections.on_connect(connection, extensions))
         .disable_signals()
         .shutdown_timeout(settings.shutdown_grace)
         .client_request_timeout(Duration::from_secs(10));

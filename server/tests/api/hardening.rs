@@ -277,3 +277,92 @@ async fn redirect_uris_are_an_allow_list() {
         assert_eq!(response.status().as_u16(), expected, "{uri}");
     }
 }
+
+/// Sends `head` and the first `sent` bytes of a body of `length`, then `more` bytes one at a
+/// time every 400 ms; returns what the server answered and when.
+fn trickle(port: u16, sent: usize, more: usize) -> (String, std::time::Duration) {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n{}",
+        "a".repeat(sent)
+    )
+    .unwrap();
+    for _ in 0..more {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        if stream.write_all(b"a").is_err() {
+            break;
+        }
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    (reply, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_must_arrive_within_its_deadline() {
+    let app = spawn_app_with(Db::Sqlite, |s| s.request_body_timeout = 2)
+        .await
+        .unwrap();
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    // A stalled body, and one trickling a byte at a time: both end at the deadline.
+    for (sent, more) in [(10, 0), (1, 20)] {
+        let (reply, took) = tokio::task::spawn_blocking(move || trickle(port, sent, more))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        assert!(reply.contains("did not arrive in time"), "{reply}");
+        assert!(
+            took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+    // A body that arrives whole is not delayed.
+    let secret = app.machine_client("svc", "models:read");
+    app.cc_token("svc", &secret, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_may_hold_only_so_many_connections() {
+    use std::io::Read;
+    let app = spawn_app_with(Db::Sqlite, |s| s.max_connections_per_ip = 4)
+        .await
+        .unwrap();
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The fifth is closed at once.
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut fifth = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        fifth
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buffer = [0u8; 16];
+        let read = fifth.read(&mut buffer);
+        (read.map_err(|e| e.kind()), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(closed.0, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{closed:?}"
+    );
+    assert!(closed.1 < std::time::Duration::from_secs(2), "{closed:?}");
+    // Once the held ones close, the address is served again.
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let health = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

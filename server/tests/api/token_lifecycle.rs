@@ -288,7 +288,8 @@ async fn private_key_jwt_authenticates_once_per_assertion(db: Db) {
         "no secret for a key-authenticated client"
     );
 
-    let now = chrono::Utc::now().timestamp();
+    // The server's clock (a manual one, set when it started), not the wall clock.
+    let now = app.app.now();
     let token_endpoint = app.url("/token");
     let claims = |jti: &str, aud: &str, exp: i64| json!({"iss": "signer", "sub": "signer", "aud": aud, "exp": exp, "iat": now, "jti": jti});
     let request = |jwt: String| {
