@@ -52,6 +52,14 @@ pub struct Settings {
     /// Browser session lifetime, from the last change.
     #[serde(deserialize_with = "seconds")]
     pub session_ttl: u64,
+    /// How long a session stays in the store while nobody has signed in with it.
+    #[serde(deserialize_with = "seconds")]
+    pub anonymous_session_ttl: u64,
+    /// Sessions kept in memory without Redis; past it, the oldest are forgotten.
+    pub memory_sessions_max: usize,
+    /// Authorization requests that must wait for a sign-in, per client address per minute
+    /// (0: no limit).
+    pub authorize_requests_per_ip_per_minute: u64,
     /// However active, a sign-in ends this long after it happened.
     #[serde(deserialize_with = "seconds")]
     pub session_max_lifetime: u64,
@@ -157,6 +165,9 @@ impl Default for Settings {
             password_hash_parallelism: 1,
             session_ttl: 8 * 3600,
             session_max_lifetime: 24 * 3600,
+            anonymous_session_ttl: 600,
+            memory_sessions_max: 20_000,
+            authorize_requests_per_ip_per_minute: 120,
             authorization_code_ttl: 60,
             id_token_ttl: 3600,
             id_token_signing_alg: Algorithm::Rs256,
@@ -289,6 +300,7 @@ impl Settings {
             ("keyring_poll_interval", self.keyring_poll_interval),
             ("session_ttl", self.session_ttl),
             ("session_max_lifetime", self.session_max_lifetime),
+            ("anonymous_session_ttl", self.anonymous_session_ttl),
             ("request_body_timeout", self.request_body_timeout),
             ("max_access_token_ttl", self.max_access_token_ttl),
             ("authorization_code_ttl", self.authorization_code_ttl),

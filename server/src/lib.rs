@@ -14,6 +14,7 @@ pub mod healthcheck;
 pub mod http_limits;
 pub mod jose;
 pub mod limits;
+pub mod memory;
 pub mod oauth;
 pub mod redis_link;
 pub mod routes;

@@ -138,7 +138,11 @@ pub async fn build_on(
     if let Some(link) = &redis {
         app.use_redis(link.clone());
     }
-    let sessions = crate::session::SessionBackend::new(redis);
+    let sessions = crate::session::SessionBackend::new(
+        redis,
+        Duration::from_secs(settings.anonymous_session_ttl),
+        settings.memory_sessions_max,
+    );
     let cookie_key = actix_web::cookie::Key::from(&app.cookie_key());
     let cookie_secure = settings.issuer_is_https();
     let session_ttl = actix_web::cookie::time::Duration::seconds(

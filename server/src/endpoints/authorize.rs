@@ -1,5 +1,7 @@
 //! `GET|POST /authorize`, the sign-in continuation, and `POST /consent`.
 
+use std::net::IpAddr;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,7 +18,7 @@ use crate::session::{csrf_matches, csrf_token};
 use crate::users::User;
 use crate::views::{describe_scope, ConsentPage, ScopeView};
 
-const SIGNED_IN: &str = "signed_in";
+use crate::session::SIGNED_IN;
 const PENDING_PREFIX: &str = "authz:";
 
 pub async fn authorize_get(
@@ -24,19 +26,22 @@ pub async fn authorize_get(
     session: Session,
     app: web::Data<App>,
 ) -> HttpResponse {
+    let address = super::client_address(&request, &app);
     match Params::parse(request.query_string().as_bytes()) {
-        Ok(params) => start(&app, &session, &params).await,
+        Ok(params) => start(&app, &session, &params, address).await,
         Err(_) => bad_link("The sign-in link is malformed."),
     }
 }
 
 pub async fn authorize_post(
+    request: HttpRequest,
     body: web::Bytes,
     session: Session,
     app: web::Data<App>,
 ) -> HttpResponse {
+    let address = super::client_address(&request, &app);
     match Params::parse(&body) {
-        Ok(params) => start(&app, &session, &params).await,
+        Ok(params) => start(&app, &session, &params, address).await,
         Err(_) => bad_link("The sign-in request is malformed."),
     }
 }
@@ -49,9 +54,9 @@ fn bad_link(message: &str) -> HttpResponse {
     )
 }
 
-async fn start(app: &App, session: &Session, params: &Params) -> HttpResponse {
+async fn start(app: &App, session: &Session, params: &Params, address: IpAddr) -> HttpResponse {
     match authorize::validate(app, params).await {
-        Ok((request, client)) => proceed(app, session, request, &client).await,
+        Ok((request, client)) => proceed(app, session, request, &client, Some(address)).await,
         Err(AuthorizeError::Page(title, message)) => {
             error_page(StatusCode::BAD_REQUEST, title, &message)
         }
@@ -116,22 +121,45 @@ pub fn pending(session: &Session, id: &str) -> Option<AuthorizationRequest> {
     session.get(&format!("{PENDING_PREFIX}{id}")).ok().flatten()
 }
 
+/// Pending authorization requests one session keeps; starting another forgets the oldest.
+const MAX_PENDING: usize = 3;
+const PENDING_ORDER: &str = "authz_order";
+
+/// Keeps a pending request in the session, at most `MAX_PENDING` of them (the newest).
 pub fn save_pending(
     session: &Session,
     id: &str,
     request: &AuthorizationRequest,
 ) -> Result<(), String> {
+    let mut order: Vec<String> = session
+        .get(PENDING_ORDER)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !order.iter().any(|known| known == id) {
+        order.push(id.to_string());
+    }
+    while order.len() > MAX_PENDING {
+        let oldest = order.remove(0);
+        session.remove(&format!("{PENDING_PREFIX}{oldest}"));
+    }
+    session
+        .insert(PENDING_ORDER, &order)
+        .map_err(|e| e.to_string())?;
     session
         .insert(format!("{PENDING_PREFIX}{id}"), request)
         .map_err(|e| e.to_string())
 }
 
 /// Decides the next step for a validated request: sign in, consent, or issue the code.
+/// `address`: where a new request comes from, for the limit on requests that wait for a
+/// sign-in (`None` when one resumes after signing in).
 async fn proceed(
     app: &App,
     session: &Session,
     mut request: AuthorizationRequest,
     client: &Client,
+    address: Option<IpAddr>,
 ) -> HttpResponse {
     let signed = match signed_in(app, session).await {
         Ok(signed) => signed,
@@ -189,6 +217,28 @@ async fn proceed(
             consent_page(app, session, &request, client, username, &id).await
         }
         (Ok(_), _) => {
+            // Requests that wait in a session for someone to sign in, per address: what an
+            // anonymous flood can make the session store hold (docs/configuration.md).
+            if let Some(address) = address {
+                let limit = crate::limits::Limit {
+                    max: app.settings().authorize_requests_per_ip_per_minute,
+                    window: 60,
+                };
+                if limit.max > 0 {
+                    let key = format!("authorize:{address}");
+                    if let Err(retry_after) = app.limiter().add(&key, 1, limit, app.now()).await {
+                        metrics::counter!("portcullis_rate_limited_total", "endpoint" => "authorize")
+                            .increment(1);
+                        let mut page = error_page(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "Too many sign-in requests",
+                            "Too many sign-ins were started from your network. Please try again in a minute.",
+                        );
+                        super::pages::with_retry_after(&mut page, retry_after);
+                        return page;
+                    }
+                }
+            }
             let Ok(id) = crate::secrets::generate_token() else {
                 return session_expired();
             };
@@ -268,7 +318,7 @@ pub async fn resume(
             return unavailable_page(1);
         }
     };
-    proceed(&app, &session, request, &client).await
+    proceed(&app, &session, request, &client, None).await
 }
 
 #[derive(Deserialize)]

@@ -222,8 +222,10 @@ pub async fn login(
         let password = form.password;
         let account = account.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            app.users().verify_password(account.as_ref(), &password)
+            let verified = app.users().verify_password(account.as_ref(), &password);
+            crate::memory::release_freed_memory();
+            drop(permit);
+            verified
         })
         .await
     };

@@ -16,6 +16,11 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::store::grants::CodeRecord;
 use crate::tokens::refresh_token;
 
+/// The longest `state` and `nonce` kept (RFC 6749 and OpenID Connect set no limit; the
+/// request waits in the browser session, whose size is bounded).
+pub const MAX_STATE_BYTES: usize = 2048;
+pub const MAX_LOGIN_HINT_BYTES: usize = 256;
+
 /// A validated authorization request, kept in the session while the person signs in.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuthorizationRequest {
@@ -106,7 +111,13 @@ pub async fn validate(
             }
         },
     };
-    let state = params.single("state").ok().flatten().map(str::to_string);
+    // A `state` too long to keep is not echoed back (the error says so instead).
+    let state = params
+        .single("state")
+        .ok()
+        .flatten()
+        .filter(|s| s.len() <= MAX_STATE_BYTES)
+        .map(str::to_string);
     let fail = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
@@ -125,6 +136,24 @@ pub async fn validate(
         "login_hint",
     ] {
         params.single(name).map_err(fail)?;
+    }
+    // The request is kept in the browser session while the person signs in: its free-form
+    // parameters are bounded, so the session is (docs/configuration.md, "Browser sessions").
+    for (name, max) in [
+        ("state", MAX_STATE_BYTES),
+        ("nonce", MAX_STATE_BYTES),
+        ("login_hint", MAX_LOGIN_HINT_BYTES),
+    ] {
+        if params
+            .single(name)
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.len() > max)
+        {
+            return Err(fail(OAuthError::invalid_request(format!(
+                "`{name}` is longer than {max} bytes"
+            ))));
+        }
     }
     if params.single("request").map_err(fail)?.is_some() {
         return Err(fail(OAuthError::new(

@@ -1,7 +1,7 @@
 //! Browser sessions: in Redis when configured (shared by every instance), in-process otherwise;
 //! CSRF tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,32 +17,70 @@ type State = HashMap<String, String>;
 
 /// The session store chosen at start: Redis (shared by every instance) or this process.
 #[derive(Clone)]
-pub enum SessionBackend {
+pub struct SessionBackend {
+    store: Store,
+    /// How long a session lives in the store while nobody signed in with it: a flood of
+    /// anonymous authorization requests ages out in minutes, not `session_ttl`.
+    anonymous_ttl: Duration,
+}
+
+#[derive(Clone)]
+enum Store {
     Redis(RedisSessions),
     Memory(MemoryStore),
 }
 
+/// The session key that marks a signed-in session.
+pub const SIGNED_IN: &str = "signed_in";
+
 impl SessionBackend {
-    pub fn new(redis: Option<RedisLink>) -> SessionBackend {
-        match redis {
-            Some(link) => SessionBackend::Redis(RedisSessions { link }),
-            None => SessionBackend::Memory(MemoryStore::default()),
+    /// In Redis when a link is given, else in this process, holding at most `memory_max`
+    /// sessions (the oldest go first).
+    pub fn new(
+        redis: Option<RedisLink>,
+        anonymous_ttl: std::time::Duration,
+        memory_max: usize,
+    ) -> SessionBackend {
+        let store = match redis {
+            Some(link) => Store::Redis(RedisSessions { link }),
+            None => Store::Memory(MemoryStore::with_capacity(memory_max)),
+        };
+        SessionBackend {
+            store,
+            anonymous_ttl: Duration::seconds(i64::try_from(anonymous_ttl.as_secs()).unwrap_or(600)),
+        }
+    }
+
+    fn ttl_for(&self, state: &State, ttl: &Duration) -> Duration {
+        if state.contains_key(SIGNED_IN) {
+            *ttl
+        } else {
+            (*ttl).min(self.anonymous_ttl)
+        }
+    }
+
+    /// Sessions held in this process (0 with Redis).
+    pub fn len_in_memory(&self) -> usize {
+        match &self.store {
+            Store::Memory(s) => s.len(),
+            Store::Redis(_) => 0,
         }
     }
 }
 
 impl SessionStore for SessionBackend {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        match self {
-            SessionBackend::Redis(s) => s.load(key).await,
-            SessionBackend::Memory(s) => Ok(s.load(key)),
+        match &self.store {
+            Store::Redis(s) => s.load(key).await,
+            Store::Memory(s) => Ok(s.load(key)),
         }
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        match self {
-            SessionBackend::Redis(s) => s.save(state, ttl).await,
-            SessionBackend::Memory(s) => s.save(state, ttl).map_err(SaveError::Other),
+        let ttl = self.ttl_for(&state, ttl);
+        match &self.store {
+            Store::Redis(s) => s.save(state, &ttl).await,
+            Store::Memory(s) => s.save(state, &ttl).map_err(SaveError::Other),
         }
     }
 
@@ -52,16 +90,17 @@ impl SessionStore for SessionBackend {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
-        match self {
-            SessionBackend::Redis(s) => s.update(key, state, ttl).await,
-            SessionBackend::Memory(s) => s.update(key, state, ttl).map_err(UpdateError::Other),
+        let ttl = self.ttl_for(&state, ttl);
+        match &self.store {
+            Store::Redis(s) => s.update(key, state, &ttl).await,
+            Store::Memory(s) => s.update(key, state, &ttl).map_err(UpdateError::Other),
         }
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
-        match self {
-            SessionBackend::Redis(s) => s.update_ttl(key, ttl).await,
-            SessionBackend::Memory(s) => {
+        match &self.store {
+            Store::Redis(s) => s.update_ttl(key, ttl).await,
+            Store::Memory(s) => {
                 s.touch(key, ttl);
                 Ok(())
             }
@@ -69,9 +108,9 @@ impl SessionStore for SessionBackend {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        match self {
-            SessionBackend::Redis(s) => s.delete(key).await,
-            SessionBackend::Memory(s) => {
+        match &self.store {
+            Store::Redis(s) => s.delete(key).await,
+            Store::Memory(s) => {
                 s.remove(key);
                 Ok(())
             }
@@ -197,10 +236,19 @@ impl RedisSessions {
     }
 }
 
-/// Sessions in this process's memory (the zero-configuration default; not shared).
+/// Sessions in this process's memory (the zero-configuration default; not shared), at most
+/// `capacity` of them: past it, the oldest are forgotten first.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    sessions: Arc<Mutex<HashMap<String, (State, Instant)>>>,
+    inner: Arc<Mutex<Sessions>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_key: HashMap<String, (State, Instant)>,
+    /// Keys in the order they were created (some may be gone already).
+    created: VecDeque<String>,
+    capacity: usize,
 }
 
 fn expiry(ttl: &Duration) -> Instant {
@@ -208,10 +256,51 @@ fn expiry(ttl: &Duration) -> Instant {
     Instant::now() + std::time::Duration::from_secs(secs)
 }
 
+impl Sessions {
+    /// Makes room for one more: expired sessions go, then the oldest while at capacity.
+    fn make_room(&mut self) {
+        let now = Instant::now();
+        if self.by_key.len() >= self.capacity {
+            self.by_key.retain(|_, (_, until)| *until > now);
+            let by_key = &self.by_key;
+            self.created.retain(|k| by_key.contains_key(k));
+        }
+        while self.by_key.len() >= self.capacity.max(1) {
+            match self.created.pop_front() {
+                Some(oldest) => {
+                    self.by_key.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
 impl MemoryStore {
+    pub fn with_capacity(capacity: usize) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(Mutex::new(Sessions {
+                capacity: capacity.max(1),
+                ..Sessions::default()
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn load(&self, key: &SessionKey) -> Option<State> {
-        let sessions = self.sessions.lock().ok()?;
-        sessions
+        self.lock()
+            .by_key
             .get(key.as_ref())
             .filter(|(_, until)| *until > Instant::now())
             .map(|(state, _)| state.clone())
@@ -220,14 +309,12 @@ impl MemoryStore {
     fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, anyhow::Error> {
         let key = crate::secrets::generate_token().map_err(anyhow::Error::msg)?;
         let key = SessionKey::try_from(key).map_err(anyhow::Error::from)?;
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| anyhow::Error::msg("session store poisoned"))?;
-        // Forget expired sessions as new ones arrive, so memory stays bounded by live ones.
-        let now = Instant::now();
-        sessions.retain(|_, (_, until)| *until > now);
-        sessions.insert(key.as_ref().to_string(), (state, expiry(ttl)));
+        let mut sessions = self.lock();
+        sessions.make_room();
+        sessions
+            .by_key
+            .insert(key.as_ref().to_string(), (state, expiry(ttl)));
+        sessions.created.push_back(key.as_ref().to_string());
         Ok(key)
     }
 
@@ -237,12 +324,9 @@ impl MemoryStore {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, anyhow::Error> {
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| anyhow::Error::msg("session store poisoned"))?;
-        if sessions.contains_key(key.as_ref()) {
-            sessions.insert(key.as_ref().to_string(), (state, expiry(ttl)));
+        let mut sessions = self.lock();
+        if let Some(entry) = sessions.by_key.get_mut(key.as_ref()) {
+            *entry = (state, expiry(ttl));
             Ok(key)
         } else {
             drop(sessions);
@@ -251,17 +335,13 @@ impl MemoryStore {
     }
 
     fn touch(&self, key: &SessionKey, ttl: &Duration) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            if let Some(entry) = sessions.get_mut(key.as_ref()) {
-                entry.1 = expiry(ttl);
-            }
+        if let Some(entry) = self.lock().by_key.get_mut(key.as_ref()) {
+            entry.1 = expiry(ttl);
         }
     }
 
     fn remove(&self, key: &SessionKey) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.remove(key.as_ref());
-        }
+        self.lock().by_key.remove(key.as_ref());
     }
 }
 
@@ -287,5 +367,40 @@ pub fn csrf_matches(session: &Session, submitted: &str) -> bool {
             submitted.as_bytes(),
         )),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(n: usize) -> State {
+        HashMap::from([("n".to_string(), n.to_string())])
+    }
+
+    #[test]
+    fn the_memory_store_forgets_the_oldest_past_its_capacity() {
+        let store = MemoryStore::with_capacity(3);
+        let ttl = Duration::seconds(60);
+        let keys: Vec<SessionKey> = (0..5)
+            .map(|n| store.save(state(n), &ttl).unwrap())
+            .collect();
+        assert_eq!(store.len(), 3);
+        assert!(store.load(&keys[0]).is_none() && store.load(&keys[1]).is_none());
+        for (n, key) in keys.iter().enumerate().skip(2) {
+            assert_eq!(store.load(key), Some(state(n)));
+        }
+    }
+
+    #[test]
+    fn anonymous_sessions_get_the_short_lifetime() {
+        let backend = SessionBackend::new(None, std::time::Duration::from_secs(600), 10);
+        let long = Duration::hours(8);
+        assert_eq!(
+            backend.ttl_for(&State::new(), &long),
+            Duration::seconds(600)
+        );
+        let signed_in = HashMap::from([(SIGNED_IN.to_string(), "{}".to_string())]);
+        assert_eq!(backend.ttl_for(&signed_in, &long), long);
     }
 }

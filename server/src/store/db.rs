@@ -137,7 +137,8 @@ impl ManageConnection for Manager {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
-/// libpq parameters that bound how long a dead or unreachable server can hold a connection:
+/// libpq parameters (GSS encryption off, see below) that bound how long a dead or unreachable
+/// server can hold a connection:
 /// connecting (`connect_timeout`, in whole seconds, at least 2), and a connection whose peer
 /// went silent (keepalives, and `tcp_user_timeout` for unacknowledged writes). Parameters the
 /// operator put in the URL win.
@@ -146,6 +147,9 @@ fn with_network_deadlines(url: &str, deadline: Duration) -> String {
     let silent_ms = (deadline.as_millis() * 4).max(5000);
     let defaults = [
         ("connect_timeout", connect.to_string()),
+        // GSSAPI encryption is tried first by default when libpq has Kerberos: a round trip
+        // per connection, and a crash of the Kerberos library's threads at process exit.
+        ("gssencmode", "disable".to_string()),
         ("keepalives", "1".to_string()),
         ("keepalives_idle", "10".to_string()),
         ("keepalives_interval", "3".to_string()),

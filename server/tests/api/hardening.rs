@@ -366,3 +366,142 @@ async fn one_address_may_hold_only_so_many_connections() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_flood_cannot_grow_the_session_store_beyond_its_bound() {
+    let Some(redis) = crate::processes::PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.redis_url = Some(url);
+        s.trusted_proxies = vec!["127.0.0.1".into()];
+        s.authorize_requests_per_ip_per_minute = 50;
+    })
+    .await
+    .unwrap();
+    app.web_client("web");
+    let pkce = crate::helpers::pkce();
+    let authorize = url::Url::parse_with_params(
+        &app.url("/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", WEB_CALLBACK),
+            ("scope", "openid"),
+            ("state", &"s".repeat(2048)),
+            ("code_challenge", &pkce.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    // 300 requests from one address, each without a cookie: a new session each.
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let response = app
+            .http
+            .get(authorize.as_str())
+            .header("x-forwarded-for", "198.51.100.77")
+            .send()
+            .await
+            .unwrap();
+        *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&303), Some(&50), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&250), "{statuses:?}");
+    // Another address is not affected.
+    let other = app
+        .http
+        .get(authorize.as_str())
+        .header("x-forwarded-for", "198.51.100.78")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 303);
+    // In Redis: one session per admitted request, each small and gone within minutes.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("portcullis:session:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 51);
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!((1..=600).contains(&ttl), "{key}: {ttl}");
+        let size: i64 = redis::cmd("STRLEN")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(size < 8 * 1024, "{key}: {size} bytes");
+    }
+    // A state over the bound is refused (to the client, without it).
+    let long = url::Url::parse_with_params(
+        &app.url("/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", WEB_CALLBACK),
+            ("scope", "openid"),
+            ("state", &"s".repeat(2049)),
+            ("code_challenge", &pkce.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let refused = app.http.get(long.as_str()).send().await.unwrap();
+    let location = refused.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(WEB_CALLBACK) && location.contains("error=invalid_request"),
+        "{location}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_keeps_only_its_newest_pending_requests() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    app.web_client("web");
+    let browser = Browser::new(&app);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let pkce = crate::helpers::pkce();
+        let url = url::Url::parse_with_params(
+            &app.url("/authorize"),
+            &[
+                ("response_type", "code"),
+                ("client_id", "web"),
+                ("redirect_uri", WEB_CALLBACK),
+                ("scope", "openid"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .unwrap();
+        let response = browser.get(url.as_str()).await;
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        ids.push(location.trim_start_matches("/login?request=").to_string());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let page = browser
+            .get(&format!("/login?request={id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let kept = crate::helpers::hidden_field(&page, "request");
+        if n < 2 {
+            assert_eq!(kept, "", "request {n} was forgotten");
+        } else {
+            assert_eq!(&kept, id, "request {n} is kept");
+        }
+    }
+}

@@ -126,6 +126,11 @@ pub fn settings_for(database_url: &str, issuer: &str) -> Settings {
         // Tests run many servers at once on two cores: deadlines for a loaded machine.
         database_timeout_ms: 10_000,
         redis_timeout_ms: 2_000,
+        // Every test's requests come from 127.0.0.1, and those with Redis share its counters:
+        // per-address limits are off unless a test is about them (it sets its own).
+        login_ip_max_failures: 1_000_000,
+        token_auth_failures_per_ip_per_minute: 1_000_000,
+        authorize_requests_per_ip_per_minute: 0,
         ..Settings::default()
     }
 }

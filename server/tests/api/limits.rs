@@ -339,3 +339,65 @@ async fn behind_a_trusted_proxy_each_client_address_has_its_own_failure_budget()
         .unwrap();
     assert_refused_for_the_minute(spoofed).await;
 }
+
+/// 40 wrong secrets at once, then the right one: no more than the limit are answered as
+/// guesses, and the right secret after them is refused too (with the counters in memory, and
+/// in Redis).
+async fn parallel_secret_guesses_are_settled_atomically(redis: bool) {
+    let redis_url = if redis {
+        match crate::helpers::redis_url_or_skip("parallel secret guesses in Redis") {
+            Some(url) => Some(url),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.token_auth_failures_per_ip_per_minute = 5;
+        s.trusted_proxies = vec!["127.0.0.1".into()];
+        s.redis_url = redis_url;
+    })
+    .await
+    .unwrap();
+    let id = crate::helpers::unique("svc");
+    let secret = app.machine_client(&id, "models:read");
+    let address = format!("203.0.113.{}", 1 + u8::from(redis));
+    let attempt = |secret: String| {
+        let app = &app;
+        let (id, address) = (id.clone(), address.clone());
+        async move {
+            app.http
+                .post(app.url("/token"))
+                .header("x-forwarded-for", address)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let statuses = futures_util::future::join_all(
+        (0..40).map(|i| attempt(format!("guess-number-{i}-is-not-the-secret-at-all"))),
+    )
+    .await;
+    let answered = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((answered, refused), (5, 35), "{statuses:?}");
+    assert_eq!(
+        attempt(secret).await,
+        429,
+        "the right secret after the limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_secret_guesses_are_settled_atomically_in_memory() {
+    parallel_secret_guesses_are_settled_atomically(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_secret_guesses_are_settled_atomically_in_redis() {
+    parallel_secret_guesses_are_settled_atomically(true).await
+}

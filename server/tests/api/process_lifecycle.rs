@@ -254,3 +254,112 @@ async fn kill_9_during_key_rotation_leaves_a_consistent_keyring(db: Db) {
         .unwrap();
     verify_with_jwks(body["access_token"].as_str().unwrap(), &jwks).unwrap();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_sign_ins_hashes_a_bounded_number_of_passwords_at_once() {
+    let database = fresh_database(Db::Sqlite).unwrap();
+    let mut settings = base_settings(&database.url);
+    // Only the hashing bound is under test here: no sign-in counter gets in the way.
+    for (name, value) in [
+        ("PORTCULLIS_LOGIN_IP_MAX_FAILURES", "1000000"),
+        ("PORTCULLIS_LOGIN_USERNAME_SLOWDOWN_AFTER", "1000000"),
+    ] {
+        settings.push((name, value.into()));
+    }
+    let server = Instance::start(&settings).await;
+    let pid = server.pid();
+    // One browser session per sign-in, each with its CSRF token.
+    let mut forms = Vec::new();
+    for _ in 0..200 {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let page = http
+            .get(server.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        forms.push((http, crate::helpers::hidden_field(&page, "csrf_token")));
+    }
+    let sign_in = |http: &reqwest::Client, csrf: &str, username: String| {
+        http.post(server.url("/login"))
+            .form(&[
+                ("csrf_token", csrf),
+                ("username", username.as_str()),
+                ("password", "a wrong password"),
+            ])
+            .send()
+    };
+    // Warm: the first hash allocates what every later one reuses.
+    let (http, csrf) = &forms[0];
+    assert_eq!(
+        sign_in(http, csrf, "warm".into()).await.unwrap().status(),
+        401
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampling = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let answers = futures_util::future::join_all(
+        forms
+            .iter()
+            .enumerate()
+            .map(|(i, (http, csrf))| sign_in(http, csrf, format!("nobody{i}"))),
+    )
+    .await;
+    sampling.abort();
+    let mut statuses = std::collections::BTreeMap::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        let status = answer.status().as_u16();
+        if status == 503 {
+            assert_eq!(answer.headers()["retry-after"], "1");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.keys().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid);
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "200 concurrent sign-ins {statuses:?}: RSS {} MiB before, {} MiB at the peak, {} MiB 2 s after",
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        peak - before < 150 * 1024,
+        "RSS grew by {} MiB",
+        (peak - before) / 1024
+    );
+    assert!(
+        after < before + 40 * 1024,
+        "memory returned after the burst: {} MiB over",
+        after.saturating_sub(before) / 1024
+    );
+}
