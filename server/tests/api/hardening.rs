@@ -505,3 +505,44 @@ async fn a_session_keeps_only_its_newest_pending_requests() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_takes_only_tokens_of_an_openid_sign_in() {
+    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let secret = app.web_client("web");
+    app.user("ada", &["user"]);
+    let browser = Browser::new(&app);
+    let userinfo = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url("/userinfo"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for (scope, expected) in [("openid", 200), ("models:read", 403)] {
+        let (code, verifier) = browser.code("web", scope, "ada").await;
+        let tokens: Value = token_at(
+            &app.http,
+            &app.address,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_CALLBACK),
+                ("code_verifier", &verifier),
+            ],
+            ("web", &secret),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_string();
+        assert_eq!(userinfo(access).await, expected, "a sign-in for {scope}");
+    }
+}
