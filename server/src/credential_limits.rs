@@ -614,97 +614,62 @@ mod tests {
         }
     }
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, last])
+    const T: i64 = 1_000_000;
+
+    /// One password attempt by `who` from 10.0.0.`from`, `at` seconds after `T`.
+    async fn reserve(
+        limits: &CredentialLimits,
+        p: &Policy,
+        (who, from, known): (&str, u8, bool),
+        at: i64,
+    ) -> Result<Reservation, Refusal> {
+        let address = IpAddr::from([10, 0, 0, from]);
+        limits
+            .reserve(p, who, address, known, T + at)
+            .await
+            .unwrap()
+    }
+
+    /// One client authentication by "svc" from 10.0.0.`from`.
+    async fn settle(limits: &CredentialLimits, p: &Policy, from: u8, ok: bool) -> Option<Refusal> {
+        let address = IpAddr::from([10, 0, 0, from]);
+        limits
+            .settle_client(p, "svc", address, ok, T)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
     async fn a_pair_locks_after_its_failures_with_growing_waits() {
-        let limits = CredentialLimits::default();
-        let p = policy();
-        let t = 1_000_000;
+        let (limits, p) = (CredentialLimits::default(), policy());
+        let alice = ("alice", 1, false);
         for _ in 0..3 {
-            assert!(limits
-                .reserve(&p, "alice", ip(1), false, t)
-                .await
-                .unwrap()
-                .is_ok());
+            assert!(reserve(&limits, &p, alice, 0).await.is_ok());
         }
-        assert_eq!(
-            limits
-                .reserve(&p, "alice", ip(1), false, t + 1)
-                .await
-                .unwrap()
-                .unwrap_err(),
-            Refusal::PairLocked(59)
-        );
+        let locked = reserve(&limits, &p, alice, 1).await;
+        assert_eq!(locked.unwrap_err(), Refusal::PairLocked(59));
         // Another address, and another subject, are not locked.
-        assert!(limits
-            .reserve(&p, "alice", ip(2), false, t + 1)
-            .await
-            .unwrap()
-            .is_ok());
-        assert!(limits
-            .reserve(&p, "bob", ip(1), false, t + 1)
-            .await
-            .unwrap()
-            .is_ok());
+        assert!(reserve(&limits, &p, ("alice", 2, false), 1).await.is_ok());
+        assert!(reserve(&limits, &p, ("bob", 1, false), 1).await.is_ok());
         // After the wait one more try; failing it, a longer wait, then the longest.
-        assert!(limits
-            .reserve(&p, "alice", ip(1), false, t + 60)
-            .await
-            .unwrap()
-            .is_ok());
-        assert_eq!(
-            limits
-                .reserve(&p, "alice", ip(1), false, t + 61)
-                .await
-                .unwrap()
-                .unwrap_err(),
-            Refusal::PairLocked(299)
-        );
-        assert!(limits
-            .reserve(&p, "alice", ip(1), false, t + 360)
-            .await
-            .unwrap()
-            .is_ok());
-        assert!(limits
-            .reserve(&p, "alice", ip(1), false, t + 1260)
-            .await
-            .unwrap()
-            .is_ok());
-        assert_eq!(
-            limits
-                .reserve(&p, "alice", ip(1), false, t + 1261)
-                .await
-                .unwrap()
-                .unwrap_err(),
-            Refusal::PairLocked(899)
-        );
+        assert!(reserve(&limits, &p, alice, 60).await.is_ok());
+        let locked = reserve(&limits, &p, alice, 61).await;
+        assert_eq!(locked.unwrap_err(), Refusal::PairLocked(299));
+        assert!(reserve(&limits, &p, alice, 360).await.is_ok());
+        assert!(reserve(&limits, &p, alice, 1260).await.is_ok());
+        let locked = reserve(&limits, &p, alice, 1261).await;
+        assert_eq!(locked.unwrap_err(), Refusal::PairLocked(899));
     }
 
     #[tokio::test]
     async fn success_clears_the_pair_and_gives_the_reservation_back() {
-        let limits = CredentialLimits::default();
-        let p = policy();
-        let t = 1_000_000;
-        limits
-            .reserve(&p, "alice", ip(1), false, t)
-            .await
-            .unwrap()
-            .unwrap();
-        let right = limits
-            .reserve(&p, "alice", ip(1), false, t)
-            .await
-            .unwrap()
-            .unwrap();
+        let (limits, p) = (CredentialLimits::default(), policy());
+        let alice = ("alice", 1, false);
+        reserve(&limits, &p, alice, 0).await.unwrap();
+        let right = reserve(&limits, &p, alice, 0).await.unwrap();
         limits.succeeded(&right).await.unwrap();
         for _ in 0..2 {
-            assert!(limits
-                .reserve(&p, "alice", ip(1), false, t)
-                .await
-                .unwrap()
-                .is_ok());
+            assert!(reserve(&limits, &p, alice, 0).await.is_ok());
         }
     }
 
@@ -715,111 +680,49 @@ mod tests {
             pair_max: 100,
             ..policy()
         };
-        let t = 1_000_000;
-        for i in 0..5 {
-            assert!(limits
-                .reserve(&p, "alice", ip(i), false, t)
+        for from in 0..5 {
+            assert!(reserve(&limits, &p, ("alice", from, false), 0)
                 .await
-                .unwrap()
                 .is_ok());
         }
         // The sixth from anywhere goes on and sets the spacing; the seventh waits a second.
-        assert!(limits
-            .reserve(&p, "alice", ip(50), false, t)
-            .await
-            .unwrap()
-            .is_ok());
-        assert_eq!(
-            limits
-                .reserve(&p, "alice", ip(51), false, t)
-                .await
-                .unwrap()
-                .unwrap_err(),
-            Refusal::SubjectSlowed(1)
-        );
-        assert!(
-            limits
-                .reserve(&p, "alice", ip(51), true, t)
-                .await
-                .unwrap()
-                .is_ok(),
-            "a known device is exempt"
-        );
-        assert!(limits
-            .reserve(&p, "alice", ip(51), false, t + 1)
-            .await
-            .unwrap()
-            .is_ok());
+        assert!(reserve(&limits, &p, ("alice", 50, false), 0).await.is_ok());
+        let slowed = reserve(&limits, &p, ("alice", 51, false), 0).await;
+        assert_eq!(slowed.unwrap_err(), Refusal::SubjectSlowed(1));
+        let known = reserve(&limits, &p, ("alice", 51, true), 0).await;
+        assert!(known.is_ok(), "a known device is exempt");
+        assert!(reserve(&limits, &p, ("alice", 51, false), 1).await.is_ok());
     }
 
     #[tokio::test]
     async fn an_address_is_blocked_across_subjects() {
-        let limits = CredentialLimits::default();
-        let p = policy();
-        let t = 1_000_000;
+        let (limits, p) = (CredentialLimits::default(), policy());
         for i in 0..10 {
             let name = format!("user{i}");
-            assert!(limits
-                .reserve(&p, &name, ip(1), false, t)
-                .await
-                .unwrap()
-                .is_ok());
+            assert!(reserve(&limits, &p, (&name, 1, false), 0).await.is_ok());
         }
-        assert!(matches!(
-            limits
-                .reserve(&p, "another", ip(1), false, t)
-                .await
-                .unwrap(),
-            Err(Refusal::AddressBlocked(_))
-        ));
-        assert!(limits
-            .reserve(&p, "another", ip(1), false, t + 86_400)
-            .await
-            .unwrap()
-            .is_ok());
+        let blocked = reserve(&limits, &p, ("another", 1, false), 0).await;
+        assert!(matches!(blocked, Err(Refusal::AddressBlocked(_))));
+        let next_day = reserve(&limits, &p, ("another", 1, false), 86_400).await;
+        assert!(next_day.is_ok());
     }
 
     #[tokio::test]
     async fn a_right_client_secret_after_the_limit_is_refused_too() {
-        let limits = CredentialLimits::default();
-        let p = policy();
-        let t = 1_000_000;
-        assert_eq!(
-            limits
-                .settle_client(&p, "svc", ip(1), true, t)
-                .await
-                .unwrap(),
-            None
-        );
+        let (limits, p) = (CredentialLimits::default(), policy());
+        assert_eq!(settle(&limits, &p, 1, true).await, None);
         // Failures below the limit are forgotten once the right secret is shown.
         for _ in 0..2 {
-            let settled = limits.settle_client(&p, "svc", ip(1), false, t).await;
-            assert_eq!(settled.unwrap(), None);
+            assert_eq!(settle(&limits, &p, 1, false).await, None);
         }
-        let settled = limits.settle_client(&p, "svc", ip(1), true, t).await;
-        assert_eq!(settled.unwrap(), None);
+        assert_eq!(settle(&limits, &p, 1, true).await, None);
         for _ in 0..3 {
-            assert_eq!(
-                limits
-                    .settle_client(&p, "svc", ip(1), false, t)
-                    .await
-                    .unwrap(),
-                None
-            );
+            assert_eq!(settle(&limits, &p, 1, false).await, None);
         }
         assert_eq!(
-            limits
-                .settle_client(&p, "svc", ip(1), true, t)
-                .await
-                .unwrap(),
+            settle(&limits, &p, 1, true).await,
             Some(Refusal::PairLocked(60))
         );
-        assert_eq!(
-            limits
-                .settle_client(&p, "svc", ip(2), true, t)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(settle(&limits, &p, 2, true).await, None);
     }
 }

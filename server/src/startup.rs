@@ -210,15 +210,16 @@ pub async fn build_on(
                 }
                 let session_page = routes::SESSION_PATHS.contains(&path.as_str());
                 // A body must arrive within `request_body_timeout` (slow POSTs hold sockets).
-                let body_expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                if method != Method::GET && method != Method::HEAD {
+                let body_expired = (method != Method::GET && method != Method::HEAD).then(|| {
+                    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
                     let payload = actix_web::HttpMessage::take_payload(&mut request);
                     request.set_payload(crate::http_limits::DeadlinePayload::wrap(
                         payload,
                         body_deadline,
-                        body_expired.clone(),
+                        expired.clone(),
                     ));
-                }
+                    expired
+                });
                 let call = service.call(request);
                 async move {
                     let mut response = match call.await {
@@ -235,7 +236,7 @@ pub async fn build_on(
                         }
                         Err(error) => return Err(error),
                     };
-                    if body_expired.load(std::sync::atomic::Ordering::Relaxed) {
+                    if body_expired.is_some_and(|e| e.load(std::sync::atomic::Ordering::Relaxed)) {
                         let mut timeout = if session_page {
                             crate::endpoints::pages::error_page(
                                 StatusCode::REQUEST_TIMEOUT,
@@ -264,14 +265,6 @@ pub async fn build_on(
                                 "invalid_request",
                                 &message,
                             ));
-                        } else if status == StatusCode::INTERNAL_SERVER_ERROR
-                            && routes::SESSION_PATHS.contains(&path.as_str())
-                        {
-                            // The session store (Redis) did not answer: the session middleware
-                            // gives an empty 500; the person gets a page saying to retry.
-                            tracing::warn!(error = %error, "browser session unavailable");
-                            response = response
-                                .into_response(crate::endpoints::pages::unavailable_page(1));
                         }
                     }
                     if routes::CORS_PATHS.contains(&path.as_str()) {

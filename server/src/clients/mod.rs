@@ -480,7 +480,7 @@ impl ClientRegistry {
     }
 
     pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
-        let deleted = self.store.delete_client(id)?;
+        let deleted = self.store.delete_client(id, self.clock.now())?;
         self.invalidate();
         if deleted {
             Ok(())

@@ -138,14 +138,26 @@ impl Store {
     }
 
     /// True when a client was deleted.
-    pub fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn delete_client(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| {
+            use super::schema::{authorization_codes, consents, grants, refresh_tokens};
+            // Its grants are revoked first, taking their rows as every issuance does: a
+            // refresh committing at this moment is either deleted below or refused after.
+            diesel::update(
+                grants::table
+                    .filter(grants::client_id.eq(id))
+                    .filter(grants::revoked_at.is_null()),
+            )
+            .set((
+                grants::revoked_at.eq(now),
+                grants::version.eq(grants::version + 1),
+            ))
+            .execute(conn)?;
             let deleted =
                 diesel::delete(clients::table.filter(clients::id.eq(id))).execute(conn)?;
             // What was granted to the client goes with it (a new client with the same id
             // starts from nothing).
-            use super::schema::{authorization_codes, consents, refresh_tokens};
             diesel::delete(consents::table.filter(consents::client_id.eq(id))).execute(conn)?;
             diesel::delete(
                 authorization_codes::table.filter(authorization_codes::client_id.eq(id)),

@@ -275,15 +275,6 @@ impl Store {
         })
     }
 
-    /// The grants a client holds (to revoke them all when the client is deleted).
-    pub fn grants_of_client(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(grants::table
-            .filter(grants::client_id.eq(client_id))
-            .filter(grants::revoked_at.is_null())
-            .select(grants::id)
-            .load(&mut self.conn()?)?)
-    }
-
     /// Records a client assertion's `jti`; false when it was seen before (a replay).
     pub fn record_assertion_jti(
         &self,

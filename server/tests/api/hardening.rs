@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    admin_token, spawn_app, spawn_app_with, token_at, Browser, Db, TestApp, API, WEB_CALLBACK,
+    admin_token, authorize_url, spawn_app, spawn_app_with, token_at, Browser, Db, TestApp, API,
+    WEB_CALLBACK,
 };
 use crate::on_both_backends;
 
@@ -189,19 +190,15 @@ async fn a_sign_in_ends_at_its_absolute_lifetime() {
     browser.code("web", "openid", "ada").await; // signed in and consented
     let authorize = || async {
         let pkce = crate::helpers::pkce();
-        let url = url::Url::parse_with_params(
-            &app.url("/authorize"),
-            &[
-                ("response_type", "code"),
-                ("client_id", "web"),
-                ("redirect_uri", WEB_CALLBACK),
-                ("scope", "openid"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-            ],
-        )
-        .unwrap();
-        browser.get(url.as_str()).await
+        let url = authorize_url(
+            &app.address,
+            "web",
+            "openid",
+            &pkce.challenge,
+            Some(WEB_CALLBACK),
+            None,
+        );
+        browser.get(&url).await
     };
     let again = authorize().await;
     assert!(
@@ -382,25 +379,21 @@ async fn an_anonymous_flood_cannot_grow_the_session_store_beyond_its_bound() {
     .unwrap();
     app.web_client("web");
     let pkce = crate::helpers::pkce();
-    let authorize = url::Url::parse_with_params(
-        &app.url("/authorize"),
-        &[
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", WEB_CALLBACK),
-            ("scope", "openid"),
-            ("state", &"s".repeat(2048)),
-            ("code_challenge", &pkce.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .unwrap();
+    let longest_state = "s".repeat(2048);
+    let authorize = authorize_url(
+        &app.address,
+        "web",
+        "openid",
+        &pkce.challenge,
+        Some(WEB_CALLBACK),
+        Some(&longest_state),
+    );
     // 300 requests from one address, each without a cookie: a new session each.
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..300 {
         let response = app
             .http
-            .get(authorize.as_str())
+            .get(&authorize)
             .header("x-forwarded-for", "198.51.100.77")
             .send()
             .await
@@ -412,7 +405,7 @@ async fn an_anonymous_flood_cannot_grow_the_session_store_beyond_its_bound() {
     // Another address is not affected.
     let other = app
         .http
-        .get(authorize.as_str())
+        .get(&authorize)
         .header("x-forwarded-for", "198.51.100.78")
         .send()
         .await
@@ -445,20 +438,16 @@ async fn an_anonymous_flood_cannot_grow_the_session_store_beyond_its_bound() {
         assert!(size < 8 * 1024, "{key}: {size} bytes");
     }
     // A state over the bound is refused (to the client, without it).
-    let long = url::Url::parse_with_params(
-        &app.url("/authorize"),
-        &[
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("redirect_uri", WEB_CALLBACK),
-            ("scope", "openid"),
-            ("state", &"s".repeat(2049)),
-            ("code_challenge", &pkce.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .unwrap();
-    let refused = app.http.get(long.as_str()).send().await.unwrap();
+    let too_long = "s".repeat(2049);
+    let long = authorize_url(
+        &app.address,
+        "web",
+        "openid",
+        &pkce.challenge,
+        Some(WEB_CALLBACK),
+        Some(&too_long),
+    );
+    let refused = app.http.get(&long).send().await.unwrap();
     let location = refused.headers()["location"].to_str().unwrap();
     assert!(
         location.starts_with(WEB_CALLBACK) && location.contains("error=invalid_request"),
@@ -474,19 +463,15 @@ async fn a_session_keeps_only_its_newest_pending_requests() {
     let mut ids = Vec::new();
     for _ in 0..5 {
         let pkce = crate::helpers::pkce();
-        let url = url::Url::parse_with_params(
-            &app.url("/authorize"),
-            &[
-                ("response_type", "code"),
-                ("client_id", "web"),
-                ("redirect_uri", WEB_CALLBACK),
-                ("scope", "openid"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-            ],
-        )
-        .unwrap();
-        let response = browser.get(url.as_str()).await;
+        let url = authorize_url(
+            &app.address,
+            "web",
+            "openid",
+            &pkce.challenge,
+            Some(WEB_CALLBACK),
+            None,
+        );
+        let response = browser.get(&url).await;
         let location = response.headers()["location"].to_str().unwrap().to_string();
         ids.push(location.trim_start_matches("/login?request=").to_string());
     }

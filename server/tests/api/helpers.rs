@@ -580,25 +580,43 @@ pub fn pkce() -> Pkce {
     }
 }
 
+/// An authorization request (RFC 6749 §4.1.1, PKCE S256 with `challenge`) at `base`.
+pub fn authorize_url(
+    base: &str,
+    client_id: &str,
+    scope: &str,
+    challenge: &str,
+    redirect_uri: Option<&str>,
+    state: Option<&str>,
+) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("scope", scope),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    params.extend(redirect_uri.map(|uri| ("redirect_uri", uri)));
+    params.extend(state.map(|state| ("state", state)));
+    url::Url::parse_with_params(&format!("{base}/authorize"), &params)
+        .unwrap()
+        .to_string()
+}
+
 impl Browser {
     /// An authorization code for `client_id` (redirect URI `WEB_CALLBACK`), signing in as
     /// `username` and consenting when asked; returns the code and its PKCE verifier.
     pub async fn code(&self, client_id: &str, scope: &str, username: &str) -> (String, String) {
         let pkce = pkce();
-        let url = url::Url::parse_with_params(
-            &format!("{}/authorize", self.base),
-            &[
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", WEB_CALLBACK),
-                ("scope", scope),
-                ("state", "s"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-            ],
-        )
-        .unwrap();
-        let callback = self.authorize(url.as_str(), username, PASSWORD).await;
+        let url = authorize_url(
+            &self.base,
+            client_id,
+            scope,
+            &pkce.challenge,
+            Some(WEB_CALLBACK),
+            Some("s"),
+        );
+        let callback = self.authorize(&url, username, PASSWORD).await;
         let code = callback
             .query_pairs()
             .find(|(k, _)| k == "code")

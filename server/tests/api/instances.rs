@@ -277,22 +277,14 @@ async fn two_instances_share_one_state() {
     };
     let pkce = crate::helpers::pkce();
     let direct = browser_at_b
-        .get(
-            url::Url::parse_with_params(
-                &b.url("/authorize"),
-                &[
-                    ("response_type", "code"),
-                    ("client_id", "web"),
-                    ("redirect_uri", WEB_CALLBACK),
-                    ("scope", scope),
-                    ("state", "s"),
-                    ("code_challenge", &pkce.challenge),
-                    ("code_challenge_method", "S256"),
-                ],
-            )
-            .unwrap()
-            .as_str(),
-        )
+        .get(&crate::helpers::authorize_url(
+            &b.base,
+            "web",
+            scope,
+            &pkce.challenge,
+            Some(WEB_CALLBACK),
+            Some("s"),
+        ))
         .await;
     assert_eq!(direct.status(), 303);
     let location = direct.headers()["location"].to_str().unwrap().to_string();

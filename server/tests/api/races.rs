@@ -12,6 +12,7 @@ on_both_backends!(
     two_refreshes_at_once_leave_no_family_alive,
     revocation_racing_a_refresh_leaves_no_family_alive,
     two_redemptions_of_a_code_at_once_leave_nothing_alive,
+    deleting_a_client_racing_its_refresh_leaves_nothing_alive,
     another_clients_spent_token_revokes_nothing,
     a_redirect_uri_sent_at_authorization_is_required_at_the_token_endpoint,
 );
@@ -226,6 +227,65 @@ async fn two_redemptions_of_a_code_at_once_leave_nothing_alive(db: Db) {
     );
 }
 
+async fn deleting_a_client_racing_its_refresh_leaves_nothing_alive(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    app.user("ada", &["user"]);
+    let browser = Browser::new(&app);
+    let mut survivors = Vec::new();
+    for trial in 0..20 {
+        let id = crate::helpers::unique("web");
+        let secret = app.web_client(&id);
+        let (code, verifier) = browser.code(&id, SCOPE, "ada").await;
+        let client = (id.as_str(), secret.as_str());
+        let family: Value = crate::helpers::token_at(
+            &app.http,
+            &app.address,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", WEB_CALLBACK),
+                ("code_verifier", &verifier),
+            ],
+            client,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let first = family["refresh_token"].as_str().unwrap();
+        let registry = app.app.clone();
+        let doomed = id.clone();
+        let form = [("grant_type", "refresh_token"), ("refresh_token", first)];
+        let (refreshed, deleted) = tokio::join!(
+            crate::helpers::token_at(&app.http, &app.address, &form, client),
+            tokio::task::spawn_blocking(move || registry.clients().delete(&doomed))
+        );
+        deleted.unwrap().unwrap();
+        // Re-created under the same id: nothing of its predecessor may work for it.
+        app.clock.advance(1);
+        let secret = app.web_client(&id);
+        if refreshed.status() == 200 {
+            let tokens: Value = refreshed.json().await.unwrap();
+            let again = crate::helpers::token_at(
+                &app.http,
+                &app.address,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ],
+                (&id, &secret),
+            )
+            .await;
+            if again.status() == 200 {
+                survivors.push(trial);
+            }
+        }
+    }
+    assert!(survivors.is_empty(), "surviving families: {survivors:?}");
+}
+
 async fn another_clients_spent_token_revokes_nothing(db: Db) {
     let Some(setup) = setup(db).await else {
         return;
@@ -303,20 +363,17 @@ async fn a_redirect_uri_sent_at_authorization_is_required_at_the_token_endpoint(
     assert_eq!(setup.redeem(&code, &verifier).await.status(), 200);
     // Left out of the authorization request (the client has one URI), it may be left out here.
     let pkce = crate::helpers::pkce();
-    let url = url::Url::parse_with_params(
-        &setup.app.url("/authorize"),
-        &[
-            ("response_type", "code"),
-            ("client_id", "web"),
-            ("scope", SCOPE),
-            ("code_challenge", &pkce.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .unwrap();
+    let url = crate::helpers::authorize_url(
+        &setup.app.address,
+        "web",
+        SCOPE,
+        &pkce.challenge,
+        None,
+        None,
+    );
     let callback = setup
         .browser
-        .authorize(url.as_str(), "ada", crate::helpers::PASSWORD)
+        .authorize(&url, "ada", crate::helpers::PASSWORD)
         .await;
     let code = callback
         .query_pairs()

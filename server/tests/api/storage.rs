@@ -68,8 +68,8 @@ async fn clients_round_trip_and_conflict(db: Db) {
         .map(|c| c.id)
         .collect();
     assert_eq!(ids, vec!["one", "two"]);
-    assert!(store.delete_client("one").unwrap());
-    assert!(!store.delete_client("one").unwrap());
+    assert!(store.delete_client("one", 0).unwrap());
+    assert!(!store.delete_client("one", 0).unwrap());
     assert_eq!(store.find_client("one").unwrap(), None);
     assert_eq!(store.generation(CLIENTS).unwrap(), generation + 3);
 }
