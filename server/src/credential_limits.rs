@@ -129,11 +129,27 @@ struct Keys {
     subject: String,
 }
 
+/// The network an address is counted as: itself for IPv4, its /64 for IPv6 — one subscriber
+/// usually holds a whole /64 and could otherwise take a fresh address for every guess.
+fn counted_network(address: IpAddr) -> String {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 impl Keys {
     /// Subjects are hashed: what a person types as a username is unbounded and arbitrary.
     fn new(kind: &str, subject: &str, address: IpAddr) -> Keys {
         let digest = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
         let subject = crate::jose::b64(digest.as_ref().get(..18).unwrap_or_default());
+        let address = counted_network(address);
         Keys {
             pair: format!("portcullis:cred:{kind}:pair:{subject}:{address}"),
             address: format!("portcullis:cred:{kind}:addr:{address}"),
@@ -285,9 +301,14 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Forgets entries that no longer matter, at most once a minute.
+    /// Forgets entries that no longer matter, at most once a minute — or at once when a map
+    /// outgrew `MAX_ENTRIES` (a spray from many addresses), then also the oldest half of it,
+    /// so memory stays bounded whatever the traffic.
     fn prune(&mut self, now: i64) {
-        if now - self.pruned_at < 60 {
+        let crowded = self.pairs.len() > MAX_ENTRIES
+            || self.addresses.len() > MAX_ENTRIES
+            || self.subjects.len() > MAX_ENTRIES;
+        if now - self.pruned_at < 60 && !crowded {
             return;
         }
         self.pruned_at = now;
@@ -296,6 +317,9 @@ impl Counters {
             .retain(|_, p| now - p.last.max(p.locked_until) < horizon);
         self.addresses.retain(|_, a| now - a.since < horizon);
         self.subjects.retain(|_, s| now - s.last < horizon);
+        keep_newest_half(&mut self.pairs, |p| p.last.max(p.locked_until));
+        keep_newest_half(&mut self.addresses, |a| a.since);
+        keep_newest_half(&mut self.subjects, |s| s.last);
     }
 
     fn address_state(&self, policy: &Policy, keys: &Keys, now: i64) -> Address {
@@ -411,6 +435,20 @@ impl Counters {
         }
         None
     }
+}
+
+/// Entries per in-memory map before the oldest are forgotten (each is ~100 bytes).
+const MAX_ENTRIES: usize = 100_000;
+
+fn keep_newest_half<T>(map: &mut HashMap<String, T>, age: impl Fn(&T) -> i64) {
+    if map.len() <= MAX_ENTRIES {
+        return;
+    }
+    let mut times: Vec<i64> = map.values().map(&age).collect();
+    let middle = times.len() / 2;
+    let (_, cut, _) = times.select_nth_unstable(middle);
+    let cut = *cut;
+    map.retain(|_, entry| age(entry) >= cut);
 }
 
 fn seconds(value: i64) -> u64 {
@@ -705,6 +743,59 @@ mod tests {
         assert!(matches!(blocked, Err(Refusal::AddressBlocked(_))));
         let next_day = reserve(&limits, &p, ("another", 1, false), 86_400).await;
         assert!(next_day.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_network_counts_as_one_address() {
+        let (limits, p) = (CredentialLimits::default(), policy());
+        for host in 1..=3u16 {
+            let address = IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, host]);
+            let attempt = limits
+                .reserve(&p, "alice", address, false, T)
+                .await
+                .unwrap();
+            assert!(attempt.is_ok());
+        }
+        let next = IpAddr::from([0x2001, 0xdb8, 1, 2, 0xffff, 0, 0, 9]);
+        let locked = limits.reserve(&p, "alice", next, false, T).await.unwrap();
+        assert!(matches!(locked, Err(Refusal::PairLocked(_))), "same /64");
+        let elsewhere = IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1]);
+        let other = limits
+            .reserve(&p, "alice", elsewhere, false, T)
+            .await
+            .unwrap();
+        assert!(other.is_ok(), "another /64");
+    }
+
+    #[test]
+    fn the_in_memory_maps_stay_bounded() {
+        // Nothing too old (only the size cap applies), pruned a moment ago.
+        let mut counters = Counters {
+            horizon: 10_000_000,
+            pruned_at: 100_000,
+            ..Counters::default()
+        };
+        for i in 0..(MAX_ENTRIES + 10) {
+            let last = i64::try_from(i).unwrap();
+            counters.pairs.insert(
+                i.to_string(),
+                Pair {
+                    failures: 1,
+                    locked_until: 0,
+                    last,
+                },
+            );
+        }
+        counters.prune(100_010);
+        assert!(
+            counters.pairs.len() <= MAX_ENTRIES / 2 + 10,
+            "{}",
+            counters.pairs.len()
+        );
+        assert!(
+            counters.pairs.contains_key(&(MAX_ENTRIES + 9).to_string()),
+            "newest kept"
+        );
     }
 
     #[tokio::test]
