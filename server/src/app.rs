@@ -25,6 +25,7 @@ use crate::users::{PasswordPolicy, UserService};
 /// Purpose string for the client-secret hashing key derived from the KEK.
 const CLIENT_SECRET_PURPOSE: &str = "portcullis client secret hmac v1";
 const KNOWN_DEVICE_PURPOSE: &str = "portcullis known device cookie v1";
+const DPOP_NONCE_PURPOSE: &str = "portcullis dpop nonce v1";
 
 /// How many password hashes may run at once by default: two per core, within a 256 MiB
 /// budget of Argon2 memory.
@@ -64,6 +65,8 @@ struct Inner {
     client_authentication_policy: Policy,
     trusted_proxies: TrustedProxies,
     known_devices: KnownDevices,
+    /// Keys the stateless DPoP nonces (RFC 9449 §8): every instance makes and accepts the same.
+    dpop_nonce_key: ring::hmac::Key,
     /// Argon2 costs `password_hash_memory_kib` per hash: at most this many run at once.
     password_permits: Arc<tokio::sync::Semaphore>,
     /// Set when a shutdown began: readiness fails so load balancers stop sending.
@@ -173,6 +176,10 @@ impl App {
             &foundation.kek.derive(KNOWN_DEVICE_PURPOSE),
             i64::try_from(settings.known_device_ttl).unwrap_or(i64::MAX / 4),
         );
+        let dpop_nonce_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &foundation.kek.derive(DPOP_NONCE_PURPOSE),
+        );
         let permits = match settings.password_hash_concurrency {
             0 => default_password_hash_concurrency(settings.password_hash_memory_kib),
             n => n,
@@ -199,6 +206,7 @@ impl App {
                 client_authentication_policy: Policy::client_authentication(&settings),
                 trusted_proxies,
                 known_devices,
+                dpop_nonce_key,
                 password_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
                 shutting_down: AtomicBool::new(false),
                 settings,
@@ -309,6 +317,49 @@ impl App {
 
     pub fn known_devices(&self) -> &KnownDevices {
         &self.inner.known_devices
+    }
+
+    pub fn dpop_nonce_key(&self) -> &ring::hmac::Key {
+        &self.inner.dpop_nonce_key
+    }
+
+    /// Records a DPoP proof's `jti` (per key) until `expires_at`; false when it was seen
+    /// before — a replay (RFC 9449 §11.1). In Redis when configured, else in the database:
+    /// shared by every instance either way.
+    pub async fn remember_dpop_proof(
+        &self,
+        jkt: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool, crate::store::StoreError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, format!("{jkt}.{jti}").as_bytes());
+        let key = crate::jose::b64(digest.as_ref());
+        match self.redis() {
+            Some(link) => {
+                let ttl = u64::try_from(expires_at - self.now()).unwrap_or(1).max(1);
+                let name = format!("portcullis:dpop:{key}");
+                let stored: Option<String> = link
+                    .run(|mut c| async move {
+                        redis::cmd("SET")
+                            .arg(name)
+                            .arg(1)
+                            .arg("NX")
+                            .arg("EX")
+                            .arg(ttl)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await
+                    .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))?;
+                Ok(stored.is_some())
+            }
+            None => {
+                self.inner
+                    .store
+                    .run(move |s| s.record_dpop_proof(&key, expires_at))
+                    .await
+            }
+        }
     }
 
     pub fn password_permits(&self) -> &Arc<tokio::sync::Semaphore> {

@@ -126,6 +126,24 @@ pub struct Settings {
     pub request_body_timeout: u64,
     /// Connections open at once per client address (trusted proxies exempt); 0: no cap.
     pub max_connections_per_ip: usize,
+    /// RFC 9449: how old a DPoP proof's `iat` may be (also how long its `jti` is remembered).
+    #[serde(deserialize_with = "seconds")]
+    pub dpop_proof_max_age: u64,
+    /// RFC 9449 §8: proofs must carry a server-provided nonce (`DPoP-Nonce`).
+    pub use_dpop_nonce: bool,
+    /// RFC 8628: how long a device code lives, and the polling interval it starts with.
+    #[serde(deserialize_with = "seconds")]
+    pub device_code_ttl: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub device_poll_interval: u64,
+    /// Wrong user codes typed at `/device` per client address per minute (the code space is
+    /// small: RFC 8628 §5.1).
+    pub device_code_failures_per_ip_per_minute: u64,
+    /// RFC 9126: how long a pushed request waits for `/authorize`, and whether every client
+    /// must push its requests.
+    #[serde(deserialize_with = "seconds")]
+    pub pushed_authorization_request_ttl: u64,
+    pub require_pushed_authorization_requests: bool,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (it names clients).
     pub metrics_token: Option<String>,
     /// Worker threads; 0 means one per core.
@@ -192,6 +210,13 @@ impl Default for Settings {
             audit_retention: 90 * 24 * 3600,
             request_body_timeout: 5,
             max_connections_per_ip: 256,
+            dpop_proof_max_age: 60,
+            use_dpop_nonce: false,
+            device_code_ttl: 600,
+            device_poll_interval: 5,
+            device_code_failures_per_ip_per_minute: 10,
+            pushed_authorization_request_ttl: 60,
+            require_pushed_authorization_requests: false,
             metrics_token: None,
             workers: 0,
             log_format: LogFormat::Text,
@@ -302,6 +327,13 @@ impl Settings {
             ("session_max_lifetime", self.session_max_lifetime),
             ("anonymous_session_ttl", self.anonymous_session_ttl),
             ("request_body_timeout", self.request_body_timeout),
+            ("dpop_proof_max_age", self.dpop_proof_max_age),
+            ("device_code_ttl", self.device_code_ttl),
+            ("device_poll_interval", self.device_poll_interval),
+            (
+                "pushed_authorization_request_ttl",
+                self.pushed_authorization_request_ttl,
+            ),
             ("max_access_token_ttl", self.max_access_token_ttl),
             ("authorization_code_ttl", self.authorization_code_ttl),
             ("id_token_ttl", self.id_token_ttl),

@@ -25,6 +25,16 @@ pub enum ErrorCode {
     InteractionRequired,
     /// A rate limit was hit: HTTP 429 with `Retry-After`.
     TooManyRequests,
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing, invalid or replayed.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce in the `DPoP-Nonce` header.
+    UseDpopNonce,
+    /// RFC 8628 §3.5: the person has not decided yet.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 s.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -47,6 +57,11 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 
@@ -73,6 +88,8 @@ pub enum Challenge {
     Bearer,
     /// RFC 6750 §3.1: the request had no token, so the challenge carries no error code.
     BearerRealmOnly,
+    /// RFC 9449 §7.1: `WWW-Authenticate: DPoP` with the error code (a resource request).
+    Dpop,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +126,11 @@ impl OAuthError {
 
     pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
+    }
+
+    /// RFC 9449 §5: at the token endpoint (400); at `/userinfo` it goes with a DPoP challenge.
+    pub fn invalid_dpop_proof(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, description)
     }
 
     pub fn unauthorized_client(description: impl Into<Cow<'static, str>>) -> Self {

@@ -121,6 +121,12 @@ struct CreateClient {
     /// (repeatable). Any client may introspect the tokens issued to itself.
     #[arg(long = "introspect-audience")]
     introspection_audiences: Vec<String>,
+    /// Accept this client's authorization requests only as pushed requests (RFC 9126).
+    #[arg(long)]
+    require_pushed_authorization_requests: bool,
+    /// Require a DPoP proof with every token request of this client (RFC 9449).
+    #[arg(long)]
+    dpop_bound_access_tokens: bool,
 }
 
 #[derive(Subcommand)]
@@ -374,6 +380,9 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                     jwks,
                     id_token_signed_response_alg: args.id_token_signed_response_alg,
                     introspection_audiences: args.introspection_audiences,
+                    require_pushed_authorization_requests: args
+                        .require_pushed_authorization_requests,
+                    dpop_bound_access_tokens: args.dpop_bound_access_tokens,
                 })
                 .map_err(|e| e.to_string())?;
             cli_audit(

@@ -5,11 +5,12 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::endpoints::{
-    self, authorize, discovery, health, introspect, json_error, jwks, login, logout, metrics,
-    revoke, token, userinfo,
+    self, authorize, device, device_authorization, discovery, health, introspect, json_error, jwks,
+    login, logout, metrics, par, revoke, token, userinfo,
 };
 use crate::oauth::discovery::{
-    AUTHORIZE_PATH, END_SESSION_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH,
+    AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, END_SESSION_PATH, JWKS_PATH, PAR_PATH,
+    TOKEN_PATH, USERINFO_PATH,
 };
 use crate::session::SessionBackend;
 
@@ -73,6 +74,33 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
             .default_service(web::to(method_not_allowed("GET, POST"))),
     )
     .service(
+        web::resource(DEVICE_AUTHORIZATION_PATH)
+            .route(web::post().to(device_authorization::device_authorization))
+            .default_service(web::to(method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource(PAR_PATH)
+            .route(web::post().to(par::par))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
+            .default_service(web::to(method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource(DEVICE_PATH)
+            .route(web::get().to(device::device_page))
+            .route(web::post().to(device::enter_code))
+            .wrap(sessions.clone()),
+    )
+    .service(
+        web::resource("/device/consent")
+            .route(web::get().to(device::consent_page))
+            .wrap(sessions.clone()),
+    )
+    .service(
+        web::resource("/device/decision")
+            .route(web::post().to(device::decide))
+            .wrap(sessions.clone()),
+    )
+    .service(
         web::resource("/introspect")
             .route(web::post().to(introspect::introspect))
             .default_service(web::to(method_not_allowed("POST"))),
@@ -91,12 +119,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
 }
 
 /// The browser pages that use the session (and so Redis, when configured).
-pub const SESSION_PATHS: [&str; 5] = [
+pub const SESSION_PATHS: [&str; 8] = [
     AUTHORIZE_PATH,
     "/authorize/resume",
     "/login",
     "/consent",
     END_SESSION_PATH,
+    DEVICE_PATH,
+    "/device/consent",
+    "/device/decision",
 ];
 
 /// Read-only resources that answer `HEAD` as `GET` without the body (RFC 9110 §9.3.2), for
@@ -112,8 +143,9 @@ pub const HEAD_PATHS: [&str; 6] = [
 
 /// Endpoints a browser app (a public client) calls from its own origin: CORS with `*`, safe
 /// because they use no cookies — credentials travel in the request itself.
-pub const CORS_PATHS: [&str; 6] = [
+pub const CORS_PATHS: [&str; 7] = [
     TOKEN_PATH,
+    PAR_PATH,
     JWKS_PATH,
     USERINFO_PATH,
     "/revoke",
@@ -127,7 +159,7 @@ async fn cors_preflight() -> HttpResponse {
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
         .insert_header((
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Authorization, Content-Type",
+            "Authorization, Content-Type, DPoP",
         ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish()

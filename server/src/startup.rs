@@ -272,6 +272,11 @@ pub async fn build_on(
                             header::ACCESS_CONTROL_ALLOW_ORIGIN,
                             header::HeaderValue::from_static("*"),
                         );
+                        // A browser app reads the DPoP nonce (RFC 9449 §8) and the challenge.
+                        response.headers_mut().insert(
+                            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                            header::HeaderValue::from_static("DPoP-Nonce, WWW-Authenticate"),
+                        );
                     }
                     let elapsed = started.elapsed();
                     let pattern = response

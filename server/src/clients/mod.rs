@@ -51,7 +51,12 @@ pub enum GrantType {
     AuthorizationCode,
     ClientCredentials,
     RefreshToken,
+    /// RFC 8628 §3.4.
+    DeviceCode,
 }
+
+/// The device authorization grant's type (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 impl GrantType {
     pub fn as_str(self) -> &'static str {
@@ -59,6 +64,7 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::DeviceCode => DEVICE_CODE_GRANT,
         }
     }
 
@@ -67,6 +73,7 @@ impl GrantType {
             "authorization_code" => Some(GrantType::AuthorizationCode),
             "client_credentials" => Some(GrantType::ClientCredentials),
             "refresh_token" => Some(GrantType::RefreshToken),
+            DEVICE_CODE_GRANT => Some(GrantType::DeviceCode),
             _ => None,
         }
     }
@@ -105,6 +112,10 @@ pub struct Client {
     /// Audiences whose tokens this client — their resource server — may introspect (RFC 7662
     /// §2.1, §4). Any client may introspect the tokens issued to itself.
     pub introspection_audiences: Vec<String>,
+    /// RFC 9126 §6: authorization requests only by pushed request.
+    pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -156,6 +167,8 @@ pub struct NewClient {
     pub id_token_signed_response_alg: Option<String>,
     /// Audiences whose tokens this client (a resource server) may introspect.
     pub introspection_audiences: Vec<String>,
+    pub require_pushed_authorization_requests: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug)]
@@ -286,7 +299,7 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
                 invalid(
                     "grant_types",
                     format!(
-                        "`{g}` is not one of authorization_code, client_credentials, refresh_token"
+                        "`{g}` is not one of authorization_code, client_credentials, refresh_token, {DEVICE_CODE_GRANT}"
                     ),
                 )
             })
@@ -354,6 +367,8 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         jwks,
         id_token_signed_response_alg,
         introspection_audiences,
+        require_pushed_authorization_requests: new.require_pushed_authorization_requests,
+        dpop_bound_access_tokens: new.dpop_bound_access_tokens,
         created_at: now,
         updated_at: now,
     })
@@ -537,6 +552,8 @@ mod tests {
             jwks: None,
             id_token_signed_response_alg: None,
             introspection_audiences: vec![],
+            require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::clients::Client;
 use crate::error::OAuthError;
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, Next, SignedIn};
+use crate::oauth::par;
 use crate::oauth::params::Params;
 use crate::session::{csrf_matches, csrf_token};
 use crate::users::User;
@@ -55,8 +56,26 @@ fn bad_link(message: &str) -> HttpResponse {
 }
 
 async fn start(app: &App, session: &Session, params: &Params, address: IpAddr) -> HttpResponse {
+    if let Ok(Some(request_uri)) = params.single("request_uri") {
+        return start_pushed(app, session, params, request_uri, address).await;
+    }
     match authorize::validate(app, params).await {
-        Ok((request, client)) => proceed(app, session, request, &client, Some(address)).await,
+        Ok((request, client)) => {
+            // RFC 9126 §5–6: a client (or the server) may insist on pushed requests only.
+            if app.settings().require_pushed_authorization_requests
+                || client.require_pushed_authorization_requests
+            {
+                return redirect_error(
+                    app,
+                    &request.redirect_uri,
+                    &OAuthError::invalid_request(
+                        "this client must push its authorization requests (RFC 9126)",
+                    ),
+                    request.state.as_deref(),
+                );
+            }
+            proceed(app, session, request, &client, Some(address)).await
+        }
         Err(AuthorizeError::Page(title, message)) => {
             error_page(StatusCode::BAD_REQUEST, title, &message)
         }
@@ -66,6 +85,41 @@ async fn start(app: &App, session: &Session, params: &Params, address: IpAddr) -
             error,
         }) => redirect_error(app, &redirect_uri, &error, state.as_deref()),
     }
+}
+
+/// RFC 9126 §4: `/authorize?client_id=…&request_uri=…` uses the pushed request only, once,
+/// for the client that pushed it.
+async fn start_pushed(
+    app: &App,
+    session: &Session,
+    params: &Params,
+    request_uri: &str,
+    address: IpAddr,
+) -> HttpResponse {
+    let Ok(Some(client_id)) = params.single("client_id") else {
+        return bad_link("The application did not say who it is (client_id is missing).");
+    };
+    let request = match par::take(app, client_id, request_uri).await {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link has expired",
+                "The application's sign-in request expired or was used already. Go back to the application and start again.",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "pushed request lookup failed");
+            return unavailable_page(1);
+        }
+    };
+    let client = match app.clients().find(client_id).await {
+        // Checked when pushed; the registration may have changed since.
+        Ok(Some(client)) if client.redirect_uris.contains(&request.redirect_uri) => client,
+        Ok(_) => return bad_link("The application is no longer registered for this request."),
+        Err(_) => return unavailable_page(1),
+    };
+    proceed(app, session, request, &client, Some(address)).await
 }
 
 fn redirect_error(
@@ -278,6 +332,7 @@ async fn consent_page(
     };
     let audience = (request.audience != app.settings().issuer).then(|| request.audience.clone());
     let page = ConsentPage {
+        action: "/consent",
         csrf_token: csrf,
         request_id: id.to_string(),
         client_name: client.name.clone(),

@@ -15,8 +15,8 @@ use super::pages::{
 use crate::app::App;
 use crate::credential_limits::Refusal;
 use crate::oauth::authorize::SignedIn;
-use crate::session::known_device;
 use crate::session::{csrf_matches, csrf_token};
+use crate::session::{known_device, RETURN_TO};
 use crate::views::LoginPage;
 
 #[derive(Deserialize)]
@@ -280,11 +280,15 @@ pub async fn login(
             }
             see_other(&format!("/authorize/resume?request={}", form.request))
         }
-        None => error_page(
-            StatusCode::OK,
-            "You are signed in",
-            "Return to the application you were using to continue.",
-        ),
+        None => match session.remove_as::<String>(RETURN_TO) {
+            // Only a path of ours: never an open redirect.
+            Some(Ok(path)) if path.starts_with('/') && !path.starts_with("//") => see_other(&path),
+            _ => error_page(
+                StatusCode::OK,
+                "You are signed in",
+                "Return to the application you were using to continue.",
+            ),
+        },
     };
     let device = Cookie::build(
         known_device::cookie_name(secure),

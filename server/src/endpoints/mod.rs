@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod device;
+pub mod device_authorization;
 pub mod discovery;
 pub mod form;
 pub mod health;
@@ -11,6 +13,7 @@ pub mod login;
 pub mod logout;
 pub mod metrics;
 pub mod pages;
+pub mod par;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
@@ -22,6 +25,31 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::{Challenge, OAuthError};
+
+/// The request's `DPoP` proof headers (RFC 9449 §4.1): none, one, or several (an error).
+pub fn dpop_proof(request: &actix_web::HttpRequest) -> crate::oauth::dpop::Presented<'_> {
+    use crate::oauth::dpop::Presented;
+    let mut values = request.headers().get_all(crate::oauth::dpop::HEADER);
+    match (values.next(), values.next()) {
+        (None, _) => Presented::Absent,
+        (Some(one), None) => one.to_str().map_or(Presented::Several, Presented::One),
+        (Some(_), Some(_)) => Presented::Several,
+    }
+}
+
+/// With `use_dpop_nonce`, every answer of the token endpoint and of `/userinfo` carries the
+/// current nonce (RFC 9449 §8), errors too: a client learns it from whatever it gets.
+pub fn with_dpop_nonce(app: &App, mut response: HttpResponse) -> HttpResponse {
+    if app.settings().use_dpop_nonce {
+        let nonce = crate::oauth::dpop::nonce(app, app.now());
+        if let Ok(value) = HeaderValue::from_str(&nonce) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static("dpop-nonce"), value);
+        }
+    }
+    response
+}
 
 /// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
 /// (`client_address`). Every per-address limit and the audit log use it.
@@ -56,6 +84,10 @@ struct ErrorBody<'a> {
 /// RFC 6749 §5.2 error responses (and RFC 6750 §3 for bearer-protected endpoints).
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {
+        // At a resource (a DPoP challenge), token and proof errors are 401 (RFC 9449 §7.1).
+        if self.challenge == Challenge::Dpop && self.code.status() == 400 {
+            return StatusCode::UNAUTHORIZED;
+        }
         StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
     }
 
@@ -71,6 +103,12 @@ impl ResponseError for OAuthError {
                 self.description.replace(['"', '\\'], "'")
             )),
             Challenge::BearerRealmOnly => Some("Bearer realm=\"portcullis\"".to_string()),
+            Challenge::Dpop => Some(format!(
+                "DPoP realm=\"portcullis\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                self.code.as_str(),
+                self.description.replace(['"', '\\'], "'"),
+                crate::oauth::dpop::ALGORITHMS.join(" ")
+            )),
             // HTTP requires a challenge with every 401; Basic is the scheme we accept.
             _ if self.code.status() == 401 => Some("Basic realm=\"portcullis\"".to_string()),
             _ => None,

@@ -18,25 +18,24 @@ struct TokenIssued<'a> {
     id_token: bool,
 }
 
-pub async fn token(
-    request: HttpRequest,
-    body: web::Bytes,
-    app: web::Data<App>,
-) -> Result<HttpResponse, OAuthError> {
-    let result = handle(&request, &body, &app).await;
-    match &result {
-        Ok(_) => {}
-        Err(e) => metrics::counter!("portcullis_token_errors_total", "error" => e.code.as_str())
-            .increment(1),
-    }
-    result
+pub async fn token(request: HttpRequest, body: web::Bytes, app: web::Data<App>) -> HttpResponse {
+    let response = match handle(&request, &body, &app).await {
+        Ok(response) => response,
+        Err(e) => {
+            metrics::counter!("portcullis_token_errors_total", "error" => e.code.as_str())
+                .increment(1);
+            actix_web::ResponseError::error_response(&e)
+        }
+    };
+    super::with_dpop_nonce(&app, response)
 }
 
 async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = super::form::parse(request, body)?;
     let address = super::client_address(request, app);
+    let proof = super::dpop_proof(request);
     let (grant, client_id, response) =
-        grants::token_request(app, authorization, &params, address).await?;
+        grants::token_request(app, authorization, &params, address, proof).await?;
     app.audit().record(
         "token_issued",
         Some(&client_id),

@@ -88,6 +88,11 @@ pub fn thumbprint(jwk: &Value) -> Result<String, String> {
             member("e")?,
             member("n")?
         ),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            member("crv")?,
+            member("x")?
+        ),
         other => return Err(format!("unsupported kty {other}")),
     };
     Ok(b64(ring::digest::digest(

@@ -10,6 +10,10 @@ pub const TOKEN_PATH: &str = "/token";
 pub const AUTHORIZE_PATH: &str = "/authorize";
 pub const USERINFO_PATH: &str = "/userinfo";
 pub const END_SESSION_PATH: &str = "/logout";
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
+/// Where a person types a device's user code (RFC 8628 §3.3).
+pub const DEVICE_PATH: &str = "/device";
+pub const PAR_PATH: &str = "/par";
 
 pub fn metadata(settings: &Settings) -> Value {
     let issuer = &settings.issuer;
@@ -25,7 +29,10 @@ pub fn metadata(settings: &Settings) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types_supported": [
+            "authorization_code", "client_credentials", "refresh_token",
+            crate::clients::DEVICE_CODE_GRANT
+        ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],
@@ -45,5 +52,9 @@ pub fn metadata(settings: &Settings) -> Value {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
+        "dpop_signing_alg_values_supported": super::dpop::ALGORITHMS,
+        "device_authorization_endpoint": format!("{issuer}{DEVICE_AUTHORIZATION_PATH}"),
+        "pushed_authorization_request_endpoint": format!("{issuer}{PAR_PATH}"),
+        "require_pushed_authorization_requests": settings.require_pushed_authorization_requests,
     })
 }

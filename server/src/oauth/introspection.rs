@@ -83,9 +83,10 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
     if text("client_id") != caller.id && !caller.introspection_audiences.contains(&aud) {
         return Ok(None);
     }
+    let bound = claims.get("cnf").cloned();
     let mut out = json!({
         "active": true,
-        "token_type": "Bearer",
+        "token_type": crate::tokens::access_token::token_type(bound.is_some()),
         "scope": text("scope"),
         "client_id": text("client_id"),
         "sub": text("sub"),
@@ -96,6 +97,10 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
         "jti": text("jti"),
         "roles": claims.get("roles").cloned().unwrap_or_else(|| json!([])),
     });
+    // RFC 9449 §6.2: a resource server learns the key the token is bound to.
+    if let Some(cnf) = bound {
+        set(&mut out, "cnf", cnf);
+    }
     match username_and_roles(app, &text("sub")).await? {
         Some((username, _)) => set(&mut out, "username", Value::String(username)),
         // A user token whose user is gone or disabled is no longer active.

@@ -2,9 +2,12 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod device_authorization;
 pub mod discovery;
+pub mod dpop;
 pub mod grants;
 pub mod introspection;
+pub mod par;
 pub mod params;
 pub mod pkce;
 pub mod revocation;

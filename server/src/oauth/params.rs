@@ -17,6 +17,18 @@ impl Params {
         Params(pairs)
     }
 
+    /// Adds a parameter the request did not carry (a default, such as the authenticated
+    /// client's id).
+    pub fn with(mut self, name: &str, value: &str) -> Params {
+        self.0.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A copy.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+
     /// The value of a parameter that may appear once (RFC 6749 §3.1: "MUST NOT be included
     /// more than once").
     pub fn single(&self, name: &str) -> Result<Option<&str>, OAuthError> {

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::error::{Challenge, ErrorCode, OAuthError};
 use crate::jose::jwt::{self, TYP_ACCESS_TOKEN};
+use crate::oauth::dpop::Proof;
 
 fn invalid_token(description: &'static str) -> OAuthError {
     OAuthError {
@@ -59,9 +60,79 @@ pub async fn verify_access_token(app: &App, token: &str) -> Result<Map<String, V
     Ok(claims)
 }
 
+/// An access token as presented: with the Bearer scheme, or the DPoP one (RFC 9449 §7.1).
+#[derive(Debug, Clone)]
+pub enum Presented {
+    Bearer(String),
+    Dpop(String),
+}
+
+/// The key a token is bound to (`cnf.jkt`, RFC 9449 §6.1), if any.
+pub fn bound_key(claims: &Map<String, Value>) -> Option<&str> {
+    claims.get("cnf")?.get("jkt")?.as_str()
+}
+
+/// RFC 9449 §7: a bound token only with the DPoP scheme and a proof of its key over this very
+/// token (`ath`); a bearer token only as a bearer token.
+fn check_binding(
+    claims: &Map<String, Value>,
+    presented: &Presented,
+    proof: Option<&Proof>,
+) -> Result<(), OAuthError> {
+    let refuse = |code: ErrorCode, description: &'static str| OAuthError {
+        code,
+        description: description.into(),
+        challenge: Challenge::Dpop,
+        retry_after: None,
+    };
+    match (bound_key(claims), presented, proof) {
+        (None, Presented::Bearer(_), _) => Ok(()),
+        (None, Presented::Dpop(_), _) => Err(refuse(
+            ErrorCode::InvalidToken,
+            "the access token is not bound to a DPoP key",
+        )),
+        (Some(_), Presented::Bearer(_), _) => Err(refuse(
+            ErrorCode::InvalidToken,
+            "a DPoP-bound access token needs the DPoP scheme and a proof",
+        )),
+        (Some(_), Presented::Dpop(_), None) => Err(refuse(
+            ErrorCode::InvalidDpopProof,
+            "a DPoP proof is required",
+        )),
+        (Some(jkt), Presented::Dpop(token), Some(proof)) => {
+            if proof.ath.as_deref() != Some(crate::oauth::dpop::ath(token).as_str()) {
+                return Err(refuse(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof's ath is not this access token's hash",
+                ));
+            }
+            if proof.jkt != jkt {
+                return Err(refuse(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof is not signed by the key the token is bound to",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Claims about the signed-in user, by granted scope (Core §5.4).
-pub async fn userinfo(app: &App, token: &str) -> Result<Value, OAuthError> {
-    let claims = verify_access_token(app, token).await?;
+pub async fn userinfo(
+    app: &App,
+    presented: &Presented,
+    proof: Option<&Proof>,
+) -> Result<Value, OAuthError> {
+    let token = match presented {
+        Presented::Bearer(token) | Presented::Dpop(token) => token,
+    };
+    let claims = verify_access_token(app, token).await.map_err(|mut e| {
+        if matches!(presented, Presented::Dpop(_)) {
+            e.challenge = Challenge::Dpop;
+        }
+        e
+    })?;
+    check_binding(&claims, presented, proof)?;
     let scopes: Vec<&str> = claims
         .get("scope")
         .and_then(Value::as_str)

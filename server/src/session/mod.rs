@@ -32,6 +32,9 @@ enum Store {
 
 /// The session key that marks a signed-in session.
 pub const SIGNED_IN: &str = "signed_in";
+/// A page of ours to return to after signing in (the device page), when no authorization
+/// request waits.
+pub const RETURN_TO: &str = "return_to";
 
 impl SessionBackend {
     /// In Redis when a link is given, else in this process, holding at most `memory_max`

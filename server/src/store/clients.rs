@@ -25,6 +25,8 @@ struct ClientRow {
     jwks: Option<String>,
     id_token_signed_response_alg: Option<String>,
     introspection_audiences: String,
+    require_pushed_authorization_requests: bool,
+    dpop_bound_access_tokens: bool,
 }
 
 impl ClientRow {
@@ -52,6 +54,8 @@ impl ClientRow {
                 .id_token_signed_response_alg
                 .map(|a| a.as_str().to_string()),
             introspection_audiences: encode_list(&client.introspection_audiences),
+            require_pushed_authorization_requests: client.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: client.dpop_bound_access_tokens,
         }
     }
 
@@ -82,6 +86,8 @@ impl ClientRow {
                 "introspection_audiences",
                 &self.introspection_audiences,
             )?,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             jwks: self.jwks,
             id_token_signed_response_alg: match self.id_token_signed_response_alg.as_deref() {
                 None => None,

@@ -50,6 +50,8 @@ pub struct RefreshRecord {
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub access_token_jti: Option<String>,
+    /// RFC 9449 §5: the key a public client's refresh token is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The outcome of presenting a code or refresh token.
@@ -271,6 +273,15 @@ impl Store {
                     .select(codes::access_token_jti)
                     .load::<Option<String>>(conn)?,
             );
+            {
+                use super::schema::device_authorizations as device;
+                jtis.extend(
+                    device::table
+                        .filter(device::grant_id.eq(grant_id))
+                        .select(device::access_token_jti)
+                        .load::<Option<String>>(conn)?,
+                );
+            }
             Ok(jtis.into_iter().flatten().collect())
         })
     }
@@ -300,10 +311,36 @@ impl Store {
         }
     }
 
+    /// Records a DPoP proof (by the hash of its key and `jti`); false when it was seen before.
+    pub fn record_dpop_proof(&self, jti_hash: &str, expires_at: i64) -> Result<bool, StoreError> {
+        use super::schema::dpop_proofs as seen;
+        let inserted = diesel::insert_into(seen::table)
+            .values((seen::jti_hash.eq(jti_hash), seen::expires_at.eq(expires_at)))
+            .execute(&mut self.conn()?);
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(false),
+            Err(e) => Err(StoreError::Query(e)),
+        }
+    }
+
     /// Forgets what can no longer matter: expired assertion ids, denied tokens and codes.
     pub fn purge_expired(&self, now: i64) -> Result<(), StoreError> {
         use super::schema::client_assertion_jtis as seen;
         let mut conn = self.conn()?;
+        {
+            use super::schema::{device_authorizations as device, dpop_proofs, pushed_requests};
+            diesel::delete(dpop_proofs::table.filter(dpop_proofs::expires_at.lt(now)))
+                .execute(&mut conn)?;
+            diesel::delete(pushed_requests::table.filter(pushed_requests::expires_at.lt(now)))
+                .execute(&mut conn)?;
+            // Kept a day past expiry, like codes: a late poll still learns what happened.
+            diesel::delete(device::table.filter(device::expires_at.lt(now - 86_400)))
+                .execute(&mut conn)?;
+        }
         diesel::delete(seen::table.filter(seen::expires_at.lt(now))).execute(&mut conn)?;
         diesel::delete(denied::table.filter(denied::expires_at.lt(now))).execute(&mut conn)?;
         // Keep used codes for a day: a late second use must still be seen as reuse.

@@ -17,6 +17,45 @@ diesel::table! {
         jwks -> Nullable<Text>,
         id_token_signed_response_alg -> Nullable<Text>,
         introspection_audiences -> Text,
+        require_pushed_authorization_requests -> Bool,
+        dpop_bound_access_tokens -> Bool,
+    }
+}
+
+diesel::table! {
+    pushed_requests (request_uri_hash) {
+        request_uri_hash -> Text,
+        client_id -> Text,
+        request -> Text,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    device_authorizations (device_code_hash) {
+        device_code_hash -> Text,
+        user_code -> Text,
+        client_id -> Text,
+        scope -> Text,
+        audience -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        interval_secs -> BigInt,
+        last_polled_at -> Nullable<BigInt>,
+        status -> Text,
+        user_id -> Nullable<Text>,
+        auth_time -> Nullable<BigInt>,
+        grant_id -> Nullable<Text>,
+        access_token_jti -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    dpop_proofs (jti_hash) {
+        jti_hash -> Text,
+        expires_at -> BigInt,
     }
 }
 
@@ -109,6 +148,7 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
         access_token_jti -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

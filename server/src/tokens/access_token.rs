@@ -24,6 +24,24 @@ pub struct AccessTokenClaims<'a> {
     pub auth_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<&'a [String]>,
+    /// RFC 9449 §6.1: the thumbprint of the key the token is bound to (DPoP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation<'a>>,
+}
+
+/// RFC 7800 §3.1 `cnf`, with the RFC 9449 §6.1 `jkt` member.
+#[derive(Debug, Serialize)]
+pub struct Confirmation<'a> {
+    pub jkt: &'a str,
+}
+
+/// RFC 9449 §5: the `token_type` of a DPoP-bound token, and of a bearer one.
+pub fn token_type(bound: bool) -> &'static str {
+    if bound {
+        "DPoP"
+    } else {
+        "Bearer"
+    }
 }
 
 /// Signs the claims with the active key for `alg`, header `typ: at+jwt` (RFC 9068 §2.1).

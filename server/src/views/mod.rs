@@ -20,12 +20,22 @@ pub struct ScopeView {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage {
+    /// Where the decision is posted: `/consent`, or `/device/decision` for a device.
+    pub action: &'static str,
     pub csrf_token: String,
     pub request_id: String,
     pub client_name: String,
     pub username: String,
     pub scopes: Vec<ScopeView>,
     pub audience: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DevicePage {
+    pub csrf_token: String,
+    pub user_code: String,
+    pub error: Option<String>,
 }
 
 #[derive(Template)]

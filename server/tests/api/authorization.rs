@@ -224,6 +224,8 @@ async fn users_get_what_their_roles_permit() {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     app.user("ada", &["ml-user"]);
     let browser = crate::helpers::Browser::new(&app);

@@ -76,6 +76,8 @@ async fn chromium_signs_in_consents_and_returns_with_a_code() {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     app.user("grace", &["user"]);
 

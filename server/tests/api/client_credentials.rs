@@ -104,6 +104,8 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     assert!(secret.is_empty(), "a supplied secret is not echoed");
     let client = BasicClient::new(ClientId::new("poster".into()))
@@ -157,6 +159,8 @@ async fn client_secret_post_works_and_defaults_apply(db: Db) {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     for basic in [true, false] {
         let form = [
@@ -227,6 +231,8 @@ async fn every_token_endpoint_error_is_an_rfc6749_json_error(db: Db) {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     let basic = Some(("svc", secret.as_str()));
     let cc = ("grant_type", "client_credentials");

@@ -28,6 +28,8 @@ fn resource_server(app: &TestApp) -> String {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![API.into()],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     })
 }
 

@@ -200,6 +200,8 @@ impl TestApp {
             jwks: None,
             id_token_signed_response_alg: None,
             introspection_audiences: vec![],
+            require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
         })
     }
 
@@ -417,6 +419,8 @@ impl TestApp {
             jwks: None,
             id_token_signed_response_alg: None,
             introspection_audiences: vec![],
+            require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
         })
     }
 }
@@ -537,6 +541,8 @@ pub async fn admin_token(app: &TestApp) -> (String, String) {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     let body = app
         .cc_token(

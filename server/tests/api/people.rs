@@ -616,6 +616,8 @@ async fn id_token_algorithm_is_chosen_per_client() {
         jwks: None,
         id_token_signed_response_alg: Some("ES256".into()),
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     let browser = Browser::new(&app);
     let flow = authorize(&app, &browser, "ec-app", &["openid"], "ada").await;

@@ -29,6 +29,8 @@ fn sample_client(id: &str) -> Client {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
     }

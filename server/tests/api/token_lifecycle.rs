@@ -73,6 +73,8 @@ async fn introspection_reports_only_live_tokens_to_entitled_callers(db: Db) {
         jwks: None,
         id_token_signed_response_alg: None,
         introspection_audiences: vec![API.into()],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
     });
     assert_eq!(
         introspect(&app, ("inference-api", &api), token, None).await["active"],

@@ -38,6 +38,12 @@ pub struct CreateClient {
     /// Audiences whose tokens this client, their resource server, may introspect.
     #[serde(default)]
     pub introspection_audiences: Vec<String>,
+    /// Authorization requests only as pushed requests (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// A DPoP proof with every token request (RFC 9449).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page), security(("bearer" = [])),
@@ -92,6 +98,8 @@ pub async fn create(
         jwks: body.jwks.map(|j| j.to_string()),
         id_token_signed_response_alg: body.id_token_signed_response_alg,
         introspection_audiences: body.introspection_audiences,
+        require_pushed_authorization_requests: body.require_pushed_authorization_requests,
+        dpop_bound_access_tokens: body.dpop_bound_access_tokens,
     };
     let created = blocking(&app, move |app| Ok(app.clients().create(&new)?)).await?;
     caller.audit(

@@ -155,6 +155,14 @@ pub async fn authorize(request: &HttpRequest, app: &App) -> Result<Caller, Admin
     let claims = crate::oauth::userinfo::verify_access_token(app, &token)
         .await
         .map_err(AdminError::Auth)?;
+    // The admin API takes bearer tokens only: a DPoP-bound one would be usable without its key.
+    if crate::oauth::userinfo::bound_key(&claims).is_some() {
+        return Err(bearer(
+            ErrorCode::InvalidToken,
+            "a DPoP-bound access token is not accepted by the admin API",
+            Challenge::Bearer,
+        ));
+    }
     let text = |name: &str| {
         claims
             .get(name)

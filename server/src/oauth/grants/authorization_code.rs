@@ -14,6 +14,7 @@ pub async fn exchange(
     app: &App,
     client: &Client,
     params: &Params,
+    dpop_jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let code = params.required("code")?.to_string();
     let redirect_uri = params.single("redirect_uri")?.map(str::to_string);
@@ -75,6 +76,7 @@ pub async fn exchange(
             auth_time: record.auth_time,
             nonce: record.nonce.as_deref(),
             jti: &jti,
+            dpop_jkt,
         },
     )
     .await?;

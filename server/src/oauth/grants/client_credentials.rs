@@ -10,8 +10,14 @@ use crate::tokens::access_token::{self, AccessTokenClaims};
 use crate::tokens::{new_jti, TokenResponse};
 
 /// RFC 6749 §4.4.2–4.4.3: the scope must be within the client's registered scopes (none
-/// requested: all of them); the token is issued to the client itself (`sub` = client id).
-pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
+/// requested: all of them); the token is issued to the client itself (`sub` = client id),
+/// bound to `dpop_jkt` when the request carried a DPoP proof (RFC 9449 §5).
+pub fn exchange(
+    app: &App,
+    client: &Client,
+    params: &Params,
+    dpop_jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
     let requested: Scope = match params.single("scope")? {
         Some(text) => Scope::parse(text)
             .map_err(|bad| OAuthError::invalid_scope(format!("`{bad}` is not a valid scope")))?,
@@ -59,11 +65,12 @@ pub fn exchange(app: &App, client: &Client, params: &Params) -> Result<TokenResp
         scope: &scope_text,
         auth_time: None,
         roles: Some(&client.roles),
+        cnf: dpop_jkt.map(|jkt| access_token::Confirmation { jkt }),
     };
     let access_token = access_token::sign(&app.keyring().current(), alg, &claims)?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: access_token::token_type(dpop_jkt.is_some()),
         expires_in: ttl,
         scope: scope_text,
         refresh_token: None,

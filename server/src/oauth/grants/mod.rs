@@ -2,17 +2,19 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod refresh_token;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::client_auth;
+use super::dpop;
 use super::params::Params;
 use super::uri;
 use crate::app::App;
 use crate::clients::{Client, GrantType};
-use crate::error::{ErrorCode, OAuthError};
+use crate::error::{Challenge, ErrorCode, OAuthError};
 use crate::limits::Limit;
 use crate::tokens::access_token::{self, AccessTokenClaims};
 use crate::tokens::id_token::{self, IdTokenClaims};
@@ -26,11 +28,13 @@ pub async fn token_request(
     authorization: Option<&str>,
     params: &Params,
     address: IpAddr,
+    proof: dpop::Presented<'_>,
 ) -> Result<(GrantType, String, TokenResponse), OAuthError> {
     let grant_type = match params.required("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
         "authorization_code" => GrantType::AuthorizationCode,
         "refresh_token" => GrantType::RefreshToken,
+        crate::clients::DEVICE_CODE_GRANT => GrantType::DeviceCode,
         other => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -49,10 +53,26 @@ pub async fn token_request(
             grant_type.as_str()
         )));
     }
+    // RFC 9449 §5: a proof binds what is issued to its key; some clients must send one.
+    let token_endpoint = format!("{}{}", app.settings().issuer, super::discovery::TOKEN_PATH);
+    let target = dpop::Target {
+        method: "POST",
+        url: &token_endpoint,
+    };
+    let proof = dpop::accept(app, proof, &target, Challenge::None).await?;
+    if proof.is_none() && client.dpop_bound_access_tokens {
+        return Err(OAuthError::invalid_dpop_proof(
+            "this client must send a DPoP proof with its token requests",
+        ));
+    }
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let response = match grant_type {
-        GrantType::ClientCredentials => client_credentials::exchange(app, &client, params)?,
-        GrantType::AuthorizationCode => authorization_code::exchange(app, &client, params).await?,
-        GrantType::RefreshToken => refresh_token::exchange(app, &client, params).await?,
+        GrantType::ClientCredentials => client_credentials::exchange(app, &client, params, jkt)?,
+        GrantType::AuthorizationCode => {
+            authorization_code::exchange(app, &client, params, jkt).await?
+        }
+        GrantType::RefreshToken => refresh_token::exchange(app, &client, params, jkt).await?,
+        GrantType::DeviceCode => device_code::exchange(app, &client, params, jkt).await?,
     };
     Ok((grant_type, client.id.clone(), response))
 }
@@ -126,6 +146,9 @@ pub struct UserGrant<'a> {
     pub auth_time: i64,
     pub nonce: Option<&'a str>,
     pub jti: &'a str,
+    /// The key of the request's DPoP proof: the access token is bound to it, and a public
+    /// client's refresh token too (RFC 9449 §5).
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Makes the access token (RFC 9068, `sub` = the user), an ID token when `openid` was granted
@@ -181,6 +204,7 @@ pub async fn tokens_for_user(
             scope: &scope_text,
             auth_time: Some(grant.auth_time),
             roles: Some(&user.roles),
+            cnf: grant.dpop_jkt.map(|jkt| access_token::Confirmation { jkt }),
         },
     )?;
     let scopes: Vec<&str> = scope_text.split(' ').collect();
@@ -222,6 +246,12 @@ pub async fn tokens_for_user(
             used_at: None,
             revoked_at: None,
             access_token_jti: Some(grant.jti.to_string()),
+            // A confidential client proves itself at every refresh; a public one by the key.
+            dpop_jkt: if client.is_public() {
+                grant.dpop_jkt.map(str::to_string)
+            } else {
+                None
+            },
         };
         (Some(token), Some(record))
     } else {
@@ -229,7 +259,7 @@ pub async fn tokens_for_user(
     };
     let response = TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: access_token::token_type(grant.dpop_jkt.is_some()),
         expires_in: ttl,
         scope: scope_text,
         refresh_token,

@@ -14,6 +14,7 @@ pub async fn exchange(
     app: &App,
     client: &Client,
     params: &Params,
+    dpop_jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.required("refresh_token")?;
     let requested =
@@ -48,6 +49,14 @@ pub async fn exchange(
     if now >= record.expires_at {
         return Err(invalid());
     }
+    // RFC 9449 §5: a bound refresh token is used only with a proof of its key.
+    if let Some(bound) = record.dpop_jkt.as_deref() {
+        if dpop_jkt != Some(bound) {
+            return Err(OAuthError::invalid_dpop_proof(
+                "this refresh token needs a DPoP proof of the key it is bound to",
+            ));
+        }
+    }
     // RFC 6749 §6: the scope may be narrowed, never widened; the grant itself keeps its scope.
     let granted: Vec<String> = record
         .scope
@@ -79,6 +88,7 @@ pub async fn exchange(
             auth_time: record.auth_time,
             nonce: None,
             jti: &jti,
+            dpop_jkt,
         },
     )
     .await?;
