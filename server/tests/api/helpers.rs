@@ -179,6 +179,48 @@ pub async fn spawn_app_on(
 
 pub const API: &str = "https://inference.example.test";
 
+/// A public browser app's registration (code flow and refresh, redirect URI `WEB_CALLBACK`).
+pub fn public_web_registration(id: &str) -> NewClient {
+    NewClient {
+        id: id.into(),
+        name: "Single-page app".into(),
+        secret: SecretChoice::Public,
+        auth_method: None,
+        grant_types: vec!["authorization_code refresh_token".into()],
+        scopes: vec!["openid offline_access".into()],
+        audiences: vec![API.into()],
+        redirect_uris: vec![WEB_CALLBACK.into()],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
+    }
+}
+
+/// A confidential machine client's registration (client credentials, two audiences).
+pub fn machine_client_registration(id: &str, scopes: &str) -> NewClient {
+    NewClient {
+        id: id.into(),
+        name: format!("{id} service"),
+        secret: SecretChoice::Generate,
+        auth_method: None,
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec![scopes.into()],
+        audiences: vec![API.into(), "https://other.example.test".into()],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        roles: vec![],
+        jwks: None,
+        id_token_signed_response_alg: None,
+        introspection_audiences: vec![],
+        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: false,
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
@@ -186,23 +228,7 @@ impl TestApp {
 
     /// Registers a confidential machine client and returns its generated secret.
     pub fn machine_client(&self, id: &str, scopes: &str) -> String {
-        self.create_client(NewClient {
-            id: id.into(),
-            name: format!("{id} service"),
-            secret: SecretChoice::Generate,
-            auth_method: None,
-            grant_types: vec!["client_credentials".into()],
-            scopes: vec![scopes.into()],
-            audiences: vec![API.into(), "https://other.example.test".into()],
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            roles: vec![],
-            jwks: None,
-            id_token_signed_response_alg: None,
-            introspection_audiences: vec![],
-            require_pushed_authorization_requests: false,
-            dpop_bound_access_tokens: false,
-        })
+        self.create_client(machine_client_registration(id, scopes))
     }
 
     pub fn create_client(&self, new: NewClient) -> String {
@@ -646,4 +672,83 @@ pub async fn token_at(
         .send()
         .await
         .unwrap()
+}
+
+/// A client's DPoP key (EC P-256) that makes proofs (RFC 9449 §4.2).
+pub struct DpopKey {
+    key: ring::signature::EcdsaKeyPair,
+    pub jwk: Value,
+}
+
+impl Default for DpopKey {
+    fn default() -> Self {
+        DpopKey::new()
+    }
+}
+
+impl DpopKey {
+    pub fn new() -> DpopKey {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let point = key.public_key().as_ref().to_vec();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+        });
+        DpopKey { key, jwk }
+    }
+
+    /// RFC 7638 thumbprint: what a bound token's `cnf.jkt` must be.
+    pub fn thumbprint(&self) -> String {
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.jwk["x"].as_str().unwrap(),
+            self.jwk["y"].as_str().unwrap()
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref())
+    }
+
+    /// A proof with these header and claims, signed by this key.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64(signature.as_ref()))
+    }
+
+    /// A fresh proof for `method` `url` at `iat`, with `ath` for `access_token` and `nonce`.
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        iat: i64,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        let mut claims = serde_json::json!({
+            "jti": portcullis::secrets::generate_token().unwrap(),
+            "htm": method, "htu": url, "iat": iat,
+        });
+        if let Some(token) = access_token {
+            claims["ath"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+                .into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        self.sign(&header, &claims)
+    }
 }
