@@ -5,7 +5,8 @@
 Settings come from the environment (or the ``config`` mapping given to ``create_app``):
 ``PORTCULLIS_ISSUER`` (required), ``INFERENCE_AUDIENCE`` (default
 ``https://inference.example.test``), ``JWKS_MIN_REFRESH_INTERVAL`` (seconds, default 10), and
-the optional ones listed in ``portcullis_auth.PortcullisAuth``.
+the optional ones listed in ``portcullis_auth.PortcullisAuth``, DPoP's among them
+(``DPOP_MODE``, ``EXTERNAL_BASE_URL``, …). Bearer and DPoP-bound tokens are both accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _ENV_SETTINGS = {
     "JWKS_DEFAULT_MAX_AGE": float,
     "JWT_LEEWAY": float,
     "JWT_EXP_LEEWAY": float,
+    "DPOP_MODE": str,
+    "DPOP_MAX_AGE": float,
+    "DPOP_MAX_FUTURE": float,
+    "DPOP_REPLAY_CACHE_SIZE": int,
+    "EXTERNAL_BASE_URL": str,
 }
 
 MODELS = {
