@@ -106,10 +106,11 @@ fn check_binding(
                     "the DPoP proof's ath is not this access token's hash",
                 ));
             }
+            // RFC 9449 §7.1's own example: a key that does not match is an invalid token.
             if proof.jkt != jkt {
                 return Err(refuse(
-                    ErrorCode::InvalidDpopProof,
-                    "the DPoP proof is not signed by the key the token is bound to",
+                    ErrorCode::InvalidToken,
+                    "invalid DPoP key binding: the proof is not signed by the token's key",
                 ));
             }
             Ok(())

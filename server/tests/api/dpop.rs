@@ -297,32 +297,40 @@ async fn userinfo_takes_a_bound_token_only_with_its_proof(db: Db) {
         challenge(&response)
     );
     assert!(challenge(&response).contains("invalid_token"));
-    // The DPoP scheme without a proof, without ath, with another key, with another token's ath.
+    // The DPoP scheme without a proof, without ath, with another token's ath, for another
+    // method: an invalid proof; with another key: an invalid binding (RFC 9449 §7.1).
     let other = DpopKey::new();
-    for (what, proofs) in [
-        ("no proof", vec![]),
-        ("no ath", vec![key.proof("GET", &url, now, None, None)]),
+    for (what, proofs, error) in [
+        ("no proof", vec![], "invalid_dpop_proof"),
         (
-            "another key",
-            vec![other.proof("GET", &url, now, Some(access), None)],
+            "no ath",
+            vec![key.proof("GET", &url, now, None, None)],
+            "invalid_dpop_proof",
         ),
         (
             "another token",
             vec![key.proof("GET", &url, now, Some("something else"), None)],
+            "invalid_dpop_proof",
         ),
         (
             "for POST",
             vec![key.proof("POST", &url, now, Some(access), None)],
+            "invalid_dpop_proof",
+        ),
+        (
+            "another key",
+            vec![other.proof("GET", &url, now, Some(access), None)],
+            "invalid_token",
         ),
     ] {
         let response = call("DPoP", proofs).await.unwrap();
         assert_eq!(response.status(), 401, "{what}");
+        let challenge = challenge(&response);
         assert!(
-            challenge(&response).contains("invalid_dpop_proof"),
-            "{what}: {}",
-            challenge(&response)
+            challenge.contains(&format!("error=\"{error}\"")),
+            "{what}: {challenge}"
         );
-        assert!(challenge(&response).contains("algs=\"ES256"), "{what}");
+        assert!(challenge.contains("algs=\"ES256"), "{what}");
     }
     // With its proof: the claims.
     let response = call(
