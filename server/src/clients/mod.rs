@@ -51,7 +51,8 @@ pub enum GrantType {
     AuthorizationCode,
     ClientCredentials,
     RefreshToken,
-    /// RFC 8628 §3.4.
+    /// RFC 8628 §3.4: shown, like it is registered, by its URN.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
 }
 

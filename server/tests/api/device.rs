@@ -91,7 +91,7 @@ async fn the_oauth2_crate_signs_a_device_in(settings: Vec<(&'static str, String)
     let mut settings = settings;
     settings.push(("PORTCULLIS_KEY_ENCRYPTION_KEY", test_kek_base64()));
     settings.push(("PORTCULLIS_DEVICE_POLL_INTERVAL", "1".into()));
-    cli(
+    let created = cli(
         &settings,
         &[
             "client",
@@ -109,6 +109,13 @@ async fn the_oauth2_crate_signs_a_device_in(settings: Vec<(&'static str, String)
             "openid offline_access",
         ],
         None,
+    );
+    assert!(
+        created["grant_types"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(DEVICE_GRANT)),
+        "shown by its URN, as registered: {created}"
     );
     let user = crate::helpers::unique("ada");
     cli(
