@@ -115,7 +115,14 @@ async fn start_pushed(
     };
     let client = match app.clients().find(client_id).await {
         // Checked when pushed; the registration may have changed since.
-        Ok(Some(client)) if client.redirect_uris.contains(&request.redirect_uri) => client,
+        Ok(Some(client))
+            if client
+                .redirect_uris
+                .iter()
+                .any(|r| crate::oauth::uri::redirect_uri_matches(r, &request.redirect_uri)) =>
+        {
+            client
+        }
         Ok(_) => return bad_link("The application is no longer registered for this request."),
         Err(_) => return unavailable_page(1),
     };

@@ -96,7 +96,14 @@ pub async fn validate(
     // 2. The redirect URI: exact match (RFC 9700 §4.1.3).
     let redirect_uri_given = single("redirect_uri")?.is_some();
     let redirect_uri = match single("redirect_uri")? {
-        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
+        Some(uri)
+            if client
+                .redirect_uris
+                .iter()
+                .any(|r| super::uri::redirect_uri_matches(r, uri)) =>
+        {
+            uri.to_string()
+        }
         Some(_) => {
             return Err(page(
                 "The application asked to return to an address it has not registered.",

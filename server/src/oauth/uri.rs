@@ -46,6 +46,34 @@ pub fn validate_redirect_uri(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Whether a redirect URI presented in a request is a registered one: byte for byte (RFC 9700
+/// §4.1.3), except that a registered loopback IP literal (`http://127.0.0.1/…`,
+/// `http://[::1]/…`) takes any port (RFC 8252 §7.3: a native app listens on whatever port the
+/// system gives it). Everything else must still match: scheme, host, path, query. `localhost`
+/// gets no such latitude (RFC 8252 §8.3).
+pub fn redirect_uri_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    let (Ok(registered), Ok(presented)) = (Url::parse(registered), Url::parse(presented)) else {
+        return false;
+    };
+    let loopback_literal = match registered.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    loopback_literal
+        && registered.scheme() == "http"
+        && presented.scheme() == "http"
+        && registered.host() == presented.host()
+        && registered.path() == presented.path()
+        && registered.query() == presented.query()
+        && presented.fragment().is_none()
+        && presented.username().is_empty()
+        && presented.password().is_none()
+}
+
 /// RFC 8252 §7.1: a scheme based on a domain name the app's publisher controls, reversed:
 /// at least two dot-separated labels (`com.example.app`). Schemes with other meanings (`ws`,
 /// `ftp`, `blob`, `about`…) have no dot.
@@ -70,6 +98,44 @@ mod tests {
         assert!(validate_resource("https://api.example.com/v1").is_ok());
         assert!(validate_resource("/relative").is_err());
         assert!(validate_resource("https://api.example.com#frag").is_err());
+    }
+
+    #[test]
+    fn loopback_literals_take_any_port_and_nothing_else_does() {
+        let m = redirect_uri_matches;
+        assert!(m(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:53127/callback"
+        ));
+        assert!(m(
+            "http://127.0.0.1:8080/callback",
+            "http://127.0.0.1:9/callback"
+        ));
+        assert!(m("http://[::1]/cb", "http://[::1]:4711/cb"));
+        assert!(
+            !m("http://127.0.0.1/callback", "http://127.0.0.1:5/other"),
+            "path"
+        );
+        assert!(
+            !m(
+                "http://127.0.0.1/callback",
+                "http://127.0.0.1:5/callback?x=1"
+            ),
+            "query"
+        );
+        assert!(
+            !m("http://127.0.0.1/callback", "http://127.0.0.2:5/callback"),
+            "host"
+        );
+        assert!(
+            !m("http://localhost/callback", "http://localhost:5/callback"),
+            "§8.3"
+        );
+        assert!(!m(
+            "https://app.example.com/cb",
+            "https://app.example.com:444/cb"
+        ));
+        assert!(!m("http://127.0.0.1/cb", "http://user@127.0.0.1:5/cb"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod hardening;
 mod helpers;
 
 mod admin_api;
+mod agents;
 mod authorization;
 mod browser;
 mod cli;
