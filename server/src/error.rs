@@ -88,6 +88,9 @@ pub enum Challenge {
     Bearer,
     /// RFC 6750 §3.1: the request had no token, so the challenge carries no error code.
     BearerRealmOnly,
+    /// As `BearerRealmOnly`, at a resource that also takes DPoP-bound tokens: both schemes
+    /// are offered, DPoP with its `algs` (RFC 9449 §7.1).
+    BearerOrDpopRealmOnly,
     /// RFC 9449 §7.1: `WWW-Authenticate: DPoP` with the error code (a resource request).
     Dpop,
 }

@@ -96,28 +96,40 @@ impl ResponseError for OAuthError {
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
-        let challenge = match self.challenge {
-            Challenge::Bearer => Some(format!(
+        let dpop_offer = || {
+            format!(
+                "DPoP realm=\"portcullis\", algs=\"{}\"",
+                crate::oauth::dpop::ALGORITHMS.join(" ")
+            )
+        };
+        let challenges = match self.challenge {
+            Challenge::Bearer => vec![format!(
                 "Bearer realm=\"portcullis\", error=\"{}\", error_description=\"{}\"",
                 self.code.as_str(),
                 self.description.replace(['"', '\\'], "'")
-            )),
-            Challenge::BearerRealmOnly => Some("Bearer realm=\"portcullis\"".to_string()),
-            Challenge::Dpop => Some(format!(
+            )],
+            Challenge::BearerRealmOnly => vec!["Bearer realm=\"portcullis\"".to_string()],
+            Challenge::BearerOrDpopRealmOnly => {
+                vec!["Bearer realm=\"portcullis\"".to_string(), dpop_offer()]
+            }
+            Challenge::Dpop => vec![format!(
                 "DPoP realm=\"portcullis\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
                 self.code.as_str(),
                 self.description.replace(['"', '\\'], "'"),
                 crate::oauth::dpop::ALGORITHMS.join(" ")
-            )),
+            )],
             // HTTP requires a challenge with every 401; Basic is the scheme we accept.
-            _ if self.code.status() == 401 => Some("Basic realm=\"portcullis\"".to_string()),
-            _ => None,
+            _ if self.code.status() == 401 => vec!["Basic realm=\"portcullis\"".to_string()],
+            _ => vec![],
         };
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            response.insert_header((header::WWW_AUTHENTICATE, value));
+        for value in challenges
+            .iter()
+            .filter_map(|c| HeaderValue::from_str(c).ok())
+        {
+            response.append_header((header::WWW_AUTHENTICATE, value));
         }
         response.json(ErrorBody {
             error: self.code.as_str(),

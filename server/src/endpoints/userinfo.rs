@@ -62,7 +62,7 @@ fn missing() -> OAuthError {
     OAuthError {
         code: ErrorCode::InvalidToken,
         description: "an access token is required".into(),
-        challenge: Challenge::BearerRealmOnly,
+        challenge: Challenge::BearerOrDpopRealmOnly,
         retry_after: None,
     }
 }

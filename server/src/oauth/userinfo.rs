@@ -118,8 +118,22 @@ fn check_binding(
     }
 }
 
-/// Claims about the signed-in user, by granted scope (Core §5.4).
+/// Claims about the signed-in user, by granted scope (Core §5.4). Errors challenge with the
+/// scheme the token came in (RFC 6750 §3, RFC 9449 §7.1).
 pub async fn userinfo(
+    app: &App,
+    presented: &Presented,
+    proof: Option<&Proof>,
+) -> Result<Value, OAuthError> {
+    claims_for(app, presented, proof).await.map_err(|mut e| {
+        if matches!(presented, Presented::Dpop(_)) && e.challenge == Challenge::Bearer {
+            e.challenge = Challenge::Dpop;
+        }
+        e
+    })
+}
+
+async fn claims_for(
     app: &App,
     presented: &Presented,
     proof: Option<&Proof>,
@@ -127,12 +141,7 @@ pub async fn userinfo(
     let token = match presented {
         Presented::Bearer(token) | Presented::Dpop(token) => token,
     };
-    let claims = verify_access_token(app, token).await.map_err(|mut e| {
-        if matches!(presented, Presented::Dpop(_)) {
-            e.challenge = Challenge::Dpop;
-        }
-        e
-    })?;
+    let claims = verify_access_token(app, token).await?;
     check_binding(&claims, presented, proof)?;
     let scopes: Vec<&str> = claims
         .get("scope")

@@ -348,11 +348,13 @@ impl Store {
             .execute(&mut conn)?;
         diesel::delete(refresh::table.filter(refresh::expires_at.lt(now - 86_400)))
             .execute(&mut conn)?;
-        // A grant with neither code nor refresh token left can never be presented again.
+        // A grant with neither code nor refresh token left can never be presented again, unless
+        // a device authorization still refers to it: approved there, it waits for the poll.
         diesel::sql_query(
             "DELETE FROM grants \
              WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id) \
-             AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.id)",
+             AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.id) \
+             AND NOT EXISTS (SELECT 1 FROM device_authorizations d WHERE d.grant_id = grants.id)",
         )
         .execute(&mut conn)?;
         Ok(())

@@ -353,6 +353,9 @@ async fn every_poll_answer_follows_rfc8628(db: Db) {
             &[("csrf_token", &csrf), ("decision", "allow")],
         )
         .await;
+    // A cluster poll (which purges spent grants) between the approval and the device's next
+    // poll must not take the approved grant away.
+    app.sync();
     app.clock.advance(20);
     let (status, tokens) = poll(&app, "cli", device_code).await;
     assert_eq!(status, 200, "{tokens}");

@@ -68,6 +68,26 @@ async fn client_credentials_tokens_are_bound_to_the_proof_key(db: Db) {
     assert_eq!(introspected["active"], true);
     assert_eq!(introspected["token_type"], "DPoP");
     assert_eq!(introspected["cnf"]["jkt"], key.thumbprint().as_str());
+    // At /userinfo with its proof but without `openid`: 403 insufficient_scope, challenged
+    // with the scheme it came in (RFC 9449 §7.1).
+    let userinfo_url = app.url("/userinfo");
+    let response = app
+        .http
+        .get(&userinfo_url)
+        .header("authorization", format!("DPoP {access}"))
+        .header(
+            "DPoP",
+            key.proof("GET", &userinfo_url, app.app.now(), Some(access), None),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     // Without a proof: a bearer token, as before.
     let (status, body) =
         json_of(token_with_proofs(&app, &cc, Some(("svc", &secret)), &[]).await).await;

@@ -223,12 +223,22 @@ async fn userinfo_errors_follow_rfc6750(db: Db) {
     };
     let secret = app.machine_client("svc", "models:read");
     let url = app.url("/userinfo");
-    // No token: 401 with a bare Bearer challenge.
+    // No token: 401 with a bare Bearer challenge, and a DPoP one with its algorithms (RFC
+    // 9449 §7.1): either kind of token is taken here.
     let response = app.http.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 401);
+    let challenges: Vec<&str> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(
-        response.headers()["www-authenticate"],
-        "Bearer realm=\"portcullis\""
+        challenges,
+        [
+            "Bearer realm=\"portcullis\"",
+            "DPoP realm=\"portcullis\", algs=\"ES256 RS256 PS256 EdDSA\""
+        ]
     );
     // A malformed token.
     let response = app
