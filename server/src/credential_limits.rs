@@ -131,7 +131,7 @@ struct Keys {
 
 /// The network an address is counted as: itself for IPv4, its /64 for IPv6 — one subscriber
 /// usually holds a whole /64 and could otherwise take a fresh address for every guess.
-fn counted_network(address: IpAddr) -> String {
+pub fn counted_network(address: IpAddr) -> String {
     match address {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

@@ -79,6 +79,10 @@ async fn start(app: &App, session: &Session, params: &Params, address: IpAddr) -
         Err(AuthorizeError::Page(title, message)) => {
             error_page(StatusCode::BAD_REQUEST, title, &message)
         }
+        Err(AuthorizeError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "authorization request: database unavailable");
+            unavailable_page(1)
+        }
         Err(AuthorizeError::Redirect {
             redirect_uri,
             state,

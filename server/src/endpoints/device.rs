@@ -72,20 +72,24 @@ pub async fn enter_code(
         return session_expired();
     }
     let address = super::client_address(&request, &app);
+    // 0 turns the per-address limit off, as for the other limits.
+    let address_limit = app.settings().device_code_failures_per_ip_per_minute;
     let per_address = Limit {
-        max: app
-            .settings()
-            .device_code_failures_per_ip_per_minute
-            .saturating_sub(1),
+        max: address_limit.saturating_sub(1),
         window: 60,
     };
-    let address_key = format!("device:failures:{address}");
+    // An IPv6 /64 counts as one address, as at sign-in.
+    let address_key = format!(
+        "device:failures:{}",
+        crate::credential_limits::counted_network(address)
+    );
     let failures: u64 = session.get(FAILURES).ok().flatten().unwrap_or(0);
-    let over_address = app
-        .limiter()
-        .add(&address_key, 0, per_address, app.now())
-        .await
-        .is_err();
+    let over_address = address_limit > 0
+        && app
+            .limiter()
+            .add(&address_key, 0, per_address, app.now())
+            .await
+            .is_err();
     if failures >= MAX_SESSION_FAILURES || over_address {
         metrics::counter!("portcullis_rate_limited_total", "endpoint" => "device").increment(1);
         let mut refused = error_page(
@@ -126,10 +130,12 @@ pub async fn enter_code(
     };
     if let Some(message) = problem {
         let _ = session.insert(FAILURES, failures + 1);
-        let _ = app
-            .limiter()
-            .add(&address_key, 1, per_address, app.now())
-            .await;
+        if address_limit > 0 {
+            let _ = app
+                .limiter()
+                .add(&address_key, 1, per_address, app.now())
+                .await;
+        }
         app.audit().record(
             "device_code_refused",
             None,

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::clients::{Client, GrantType};
 use crate::error::{ErrorCode, OAuthError};
 use crate::store::grants::CodeRecord;
+use crate::store::StoreError;
 use crate::tokens::refresh_token;
 
 /// The longest `state` and `nonce` kept (RFC 6749 and OpenID Connect set no limit; the
@@ -63,6 +64,8 @@ pub enum AuthorizeError {
         state: Option<String>,
         error: OAuthError,
     },
+    /// The database did not answer: nothing is known about the request yet.
+    Unavailable(StoreError),
 }
 
 fn page(message: impl Into<String>) -> AuthorizeError {
@@ -86,12 +89,7 @@ pub async fn validate(
         .clients()
         .find(client_id)
         .await
-        .map_err(|_| {
-            AuthorizeError::Page(
-                "Something went wrong",
-                "Please try again in a moment.".into(),
-            )
-        })?
+        .map_err(AuthorizeError::Unavailable)?
         .ok_or_else(|| page("The application is not registered with Portcullis."))?;
     // 2. The redirect URI: exact match (RFC 9700 §4.1.3).
     let redirect_uri_given = single("redirect_uri")?.is_some();

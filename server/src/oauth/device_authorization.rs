@@ -31,12 +31,12 @@ pub struct DeviceAuthorization {
     pub interval: i64,
 }
 
-/// A user code as typed: case and dashes (and spaces) do not matter. `None` when it cannot be
-/// one of ours.
+/// A user code as typed: case, spaces and punctuation do not matter (RFC 8628 §6.1). `None`
+/// when it cannot be one of ours.
 pub fn normalize_user_code(typed: &str) -> Option<String> {
     let code: String = typed
         .chars()
-        .filter(|c| *c != '-' && !c.is_whitespace())
+        .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_uppercase())
         .collect();
     (code.len() == USER_CODE_LEN && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
@@ -165,6 +165,10 @@ mod tests {
         );
         assert_eq!(
             normalize_user_code(" BCDF GHJK ").as_deref(),
+            Some("BCDFGHJK")
+        );
+        assert_eq!(
+            normalize_user_code("bcdf.ghjk!").as_deref(),
             Some("BCDFGHJK")
         );
         assert_eq!(normalize_user_code("BCDFGHJ"), None, "too short");

@@ -52,6 +52,7 @@ pub async fn push(
         .map_err(|error| match error {
             AuthorizeError::Page(_, message) => OAuthError::invalid_request(message),
             AuthorizeError::Redirect { error, .. } => error,
+            AuthorizeError::Unavailable(e) => OAuthError::temporarily_unavailable(&e),
         })?;
     let stored = serde_json::to_string(&request).map_err(|e| OAuthError::server_error(&e))?;
     let reference = refresh_token::generate().map_err(|e| OAuthError::server_error(&e))?;

@@ -147,7 +147,10 @@ impl Store {
     pub fn delete_client(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| {
-            use super::schema::{authorization_codes, consents, grants, refresh_tokens};
+            use super::schema::{
+                authorization_codes, consents, device_authorizations, grants, pushed_requests,
+                refresh_tokens,
+            };
             // Its grants are revoked first, taking their rows as every issuance does: a
             // refresh committing at this moment is either deleted below or refused after.
             diesel::update(
@@ -170,6 +173,13 @@ impl Store {
             )
             .execute(conn)?;
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(id)))
+                .execute(conn)?;
+            // Requests still waiting (a device code, a pushed request) die with it too.
+            diesel::delete(
+                device_authorizations::table.filter(device_authorizations::client_id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(pushed_requests::table.filter(pushed_requests::client_id.eq(id)))
                 .execute(conn)?;
             if deleted > 0 {
                 cluster_state::bump(conn, CLIENTS)?;

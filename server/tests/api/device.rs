@@ -397,6 +397,14 @@ async fn every_poll_answer_follows_rfc8628(db: Db) {
         error(poll(&app, "cli", late["device_code"].as_str().unwrap()).await),
         (400, "expired_token".into())
     );
+    // A client deleted and re-created under its id does not inherit its pending codes.
+    let (_, orphan) = start(&app, &[("client_id", "cli")]).await;
+    app.app.clients().delete("cli").unwrap();
+    device_client(&app, "cli", DEVICE_GRANT);
+    assert_eq!(
+        error(poll(&app, "cli", orphan["device_code"].as_str().unwrap()).await),
+        (400, "invalid_grant".into())
+    );
     // At the device authorization endpoint: a client without the grant, a scope it lacks.
     app.machine_client("svc", "models:read");
     device_client(&app, "webby", "refresh_token");

@@ -355,6 +355,14 @@ async fn postgres_down_or_silent_fails_fast_and_loses_nothing() {
         assert_eq!(status, 503);
         assert_fast("introspection", took);
         assert_eq!(sign_in(&app, "ada", PASSWORD).await, 503, "a page says so");
+        // A sign-in link for a client not in memory cannot be checked: 503, not "invalid".
+        let (status, body, took) = timed(
+            app.http
+                .get(app.url("/authorize?client_id=not-cached&response_type=code&scope=openid")),
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert_fast("an authorization request", took);
         // A pile of requests waiting on the database holds no worker: JWKS still answers.
         let pending: Vec<_> = (0..40).map(|_| refresh(refresh_token.clone())).collect();
         let jwks = async {

@@ -104,6 +104,19 @@ async fn a_pushed_request_is_followed_once_by_its_client(db: Db) {
         ))
         .await;
     assert_eq!(late.status(), 400);
+    // Deleting the client ends its pending references: a client re-created under the same id
+    // does not inherit them.
+    let (_, pushed) = push(&app, &form, Some(("web", &secret))).await;
+    app.app.clients().delete("web").unwrap();
+    app.web_client("web");
+    let inherited = browser
+        .get(&authorize_link(
+            &app,
+            "web",
+            pushed["request_uri"].as_str().unwrap(),
+        ))
+        .await;
+    assert_eq!(inherited.status(), 400);
     // An unknown reference, or one not in the urn form.
     for reference in [
         "urn:ietf:params:oauth:request_uri:nope",
