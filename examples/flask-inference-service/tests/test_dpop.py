@@ -1,6 +1,6 @@
 """DPoP-bound tokens (RFC 9449), at unit level: the tokens, the proofs and the issuer's keys are
 made here (the issuer's JWKS is served from memory, as in test_verifier_checks.py). No Portcullis
-process is needed: it does not issue DPoP-bound tokens yet.
+process is needed. test_dpop_portcullis.py takes DPoP-bound tokens from a real Portcullis.
 """
 
 from __future__ import annotations
@@ -747,7 +747,8 @@ def test_verifier_options(holder):
 
 
 # --------------------------------------------------------------------------------------------
-# client.py --dpop, against a stand-in issuer (Portcullis does not bind tokens yet)
+# client.py --dpop, against a stand-in issuer (one that can also answer a plain Bearer token);
+# test_dpop_portcullis.py runs it against Portcullis
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "client.py")
 
