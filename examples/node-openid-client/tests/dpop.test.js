@@ -192,12 +192,8 @@ describe('DPoP', () => {
   // RFC 9449 §10.1: "Both mechanisms MUST be supported by an authorization server that
   // supports PAR and DPoP": a DPoP header at the PAR endpoint is checked (§4.3) and binds the
   // code as dpop_jkt would; dpop_jkt in the pushed body binds the code (§10: a token request
-  // with another key MUST be rejected). Portcullis does neither yet: these tests are TODO, so
-  // they run and report without failing the suite. Drop `todo` once the server binds codes.
-  const SECTION_10_1 = 'TODO, server bug: a DPoP header at /par and dpop_jkt are ignored '
-    + '(RFC 9449 §10, §10.1)';
-
-  test('a code pushed with a proof cannot be redeemed with another key', { todo: SECTION_10_1 },
+  // with another key MUST be rejected).
+  test('a code pushed with a proof cannot be redeemed with another key',
     async () => {
       const config = await discover(server, 'spa', undefined, client.None());
       const pusher = client.getDPoPHandle(config, (await dpopKey()).keyPair);
@@ -206,7 +202,7 @@ describe('DPoP', () => {
         refusedGrant);
     });
 
-  test('a code pushed with a proof cannot be redeemed without one', { todo: SECTION_10_1 },
+  test('a code pushed with a proof cannot be redeemed without one',
     async () => {
       const config = await discover(server, 'spa', undefined, client.None());
       const pusher = client.getDPoPHandle(config, (await dpopKey()).keyPair);
@@ -214,7 +210,7 @@ describe('DPoP', () => {
         refusedGrant);
     });
 
-  test('dpop_jkt in a pushed request binds the code', { todo: SECTION_10_1 }, async () => {
+  test('dpop_jkt in a pushed request binds the code', async () => {
     const config = await discover(server, 'spa', undefined, client.None());
     const bound = await dpopKey();
     const other = client.getDPoPHandle(config, (await dpopKey()).keyPair);
@@ -223,7 +219,7 @@ describe('DPoP', () => {
       refusedGrant);
   });
 
-  test('a malformed proof at /par is refused (invalid_dpop_proof)', { todo: SECTION_10_1 },
+  test('a malformed proof at /par is refused (invalid_dpop_proof)',
     async () => {
       const response = await fetch(server.url('/par'), {
         method: 'POST',

@@ -14,8 +14,20 @@ pub async fn par(
 ) -> Result<HttpResponse, OAuthError> {
     let (params, authorization) = super::form::parse(&request, &body)?;
     let address = super::client_address(&request, &app);
-    let pushed = par::push(&app, authorization, &params, address).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(pushed))
+    let pushed = par::push(
+        &app,
+        authorization,
+        &params,
+        address,
+        super::dpop_proof(&request),
+    )
+    .await;
+    let response = match pushed {
+        Ok(pushed) => HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(pushed),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    // RFC 9449 §8: a client that sends proofs here learns the nonce here too.
+    Ok(super::with_dpop_nonce(&app, response))
 }

@@ -41,6 +41,9 @@ pub struct AuthorizationRequest {
     /// The request named `redirect_uri` (RFC 6749 §4.1.3: the token request must then too).
     #[serde(default = "named")]
     pub redirect_uri_given: bool,
+    /// RFC 9449 §10: the DPoP key the code is bound to (`dpop_jkt`, or a proof at `/par`).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 fn named() -> bool {
@@ -282,6 +285,15 @@ pub async fn validate(
         None => None,
     };
     let audience = super::grants::resolve_audience(app, &client, params).map_err(fail)?;
+    let dpop_jkt = match params.single("dpop_jkt").map_err(fail)? {
+        Some(jkt) if super::dpop::is_thumbprint(jkt) => Some(jkt.to_string()),
+        Some(_) => {
+            return Err(fail(OAuthError::invalid_request(
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 9449 §10)",
+            )))
+        }
+        None => None,
+    };
     let request = AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -298,6 +310,7 @@ pub async fn validate(
         audience,
         fresh_login: false,
         redirect_uri_given,
+        dpop_jkt,
     };
     Ok((request, client))
 }
@@ -383,6 +396,7 @@ pub async fn issue_code(
         expires_at: now + i64::try_from(app.settings().authorization_code_ttl).unwrap_or(60),
         used_at: None,
         access_token_jti: None,
+        dpop_jkt: request.dpop_jkt.clone(),
     };
     app.store()
         .run(move |s| s.insert_code(&record, now))
@@ -450,6 +464,7 @@ mod tests {
             audience: "https://api".into(),
             fresh_login: false,
             redirect_uri_given: true,
+            dpop_jkt: None,
         }
     }
 

@@ -30,6 +30,11 @@ pub struct Proof {
     pub nonce: Option<String>,
 }
 
+/// Whether `text` can be a JWK SHA-256 thumbprint (RFC 7638), as `dpop_jkt` must be (§10).
+pub fn is_thumbprint(text: &str) -> bool {
+    text.len() == 43 && b64_decode(text).is_some_and(|bytes| bytes.len() == 32)
+}
+
 /// What a request is: the method and the URL without query and fragment (§4.3 checks 8–9).
 pub struct Target<'a> {
     pub method: &'a str,

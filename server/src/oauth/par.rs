@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::authorize::{self, AuthorizationRequest, AuthorizeError};
 use super::client_auth;
+use super::dpop;
 use super::params::Params;
 use crate::app::App;
-use crate::error::OAuthError;
+use crate::error::{Challenge, OAuthError};
 use crate::store::StoreError;
 use crate::tokens::refresh_token;
 
@@ -24,12 +25,14 @@ pub struct Pushed {
 }
 
 /// RFC 9126 §2.1: the client authenticates as at the token endpoint (a public client names
-/// itself), and every check of `/authorize` that does not need the person runs now.
+/// itself), and every check of `/authorize` that does not need the person runs now. A DPoP
+/// proof binds the code to its key, as `dpop_jkt` does (RFC 9449 §10.1).
 pub async fn push(
     app: &App,
     authorization: Option<&str>,
     params: &Params,
     address: IpAddr,
+    proof: dpop::Presented<'_>,
 ) -> Result<Pushed, OAuthError> {
     let presented = client_auth::presented(authorization, params)?;
     let client = client_auth::authenticate(app, &presented, address).await?;
@@ -38,6 +41,21 @@ pub async fn push(
             "request_uri cannot be pushed (RFC 9126 §2.1)",
         ));
     }
+    let endpoint = format!("{}{}", app.settings().issuer, super::discovery::PAR_PATH);
+    let target = dpop::Target {
+        method: "POST",
+        url: &endpoint,
+    };
+    let proof = dpop::accept(app, proof, &target, Challenge::None).await?;
+    let params = match (proof, params.single("dpop_jkt")?) {
+        (Some(proof), Some(jkt)) if proof.jkt != jkt => {
+            return Err(OAuthError::invalid_dpop_proof(
+                "dpop_jkt is not the thumbprint of the DPoP proof's key",
+            ))
+        }
+        (Some(proof), None) => Params::from_pairs(params.pairs()).with("dpop_jkt", &proof.jkt),
+        _ => Params::from_pairs(params.pairs()),
+    };
     let params = match params.single("client_id")? {
         Some(id) if id != client.id => {
             return Err(OAuthError::invalid_request(

@@ -33,6 +33,8 @@ pub struct CodeRecord {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub access_token_jti: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the key the token request must prove.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable, Selectable)]

@@ -120,6 +120,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         access_token_jti -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

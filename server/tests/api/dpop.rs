@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    claims_of, spawn_app, spawn_app_with, Browser, Db, DpopKey, TestApp, WEB_CALLBACK,
+    claims_of, pkce, spawn_app, spawn_app_with, Browser, Db, DpopKey, TestApp, PASSWORD,
+    WEB_CALLBACK,
 };
 use crate::on_both_backends;
 
@@ -14,6 +15,7 @@ on_both_backends!(
     every_proof_check_refuses_what_it_should,
     a_public_clients_refresh_tokens_are_bound_to_its_key,
     userinfo_takes_a_bound_token_only_with_its_proof,
+    codes_are_bound_by_dpop_jkt_or_a_proof_at_par,
 );
 
 /// POST /token with an optional DPoP header (or several).
@@ -497,4 +499,148 @@ async fn a_proof_replayed_at_another_instance_is_refused() {
         (400, Some("invalid_dpop_proof")),
         "{body}"
     );
+}
+
+/// RFC 9449 §10–10.1: `dpop_jkt` at `/authorize`, or a proof (or `dpop_jkt`) at `/par`, binds
+/// the code: only a proof of that key redeems it.
+async fn codes_are_bound_by_dpop_jkt_or_a_proof_at_par(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    spa(&app, "spa");
+    app.user("ada", &["user"]);
+    let (key, other) = (DpopKey::new(), DpopKey::new());
+    let browser = Browser::new(&app);
+    let redeem = |code: String, verifier: String, proof: Option<&DpopKey>| {
+        let app = &app;
+        let proofs: Vec<String> = proof
+            .map(|k| k.proof("POST", &app.url("/token"), app.app.now(), None, None))
+            .into_iter()
+            .collect();
+        async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", WEB_CALLBACK),
+                ("code_verifier", verifier.as_str()),
+                ("client_id", "spa"),
+            ];
+            json_of(token_with_proofs(app, &form, None, &proofs).await).await
+        }
+    };
+    let code_of = |callback: url::Url| {
+        callback
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap_or_else(|| panic!("no code in {callback}"))
+            .1
+            .into_owned()
+    };
+    // On the front channel: another key, or none, is refused and leaves the code unspent;
+    // the bound key redeems it.
+    let front = |jkt: String| {
+        let pkce = pkce();
+        let url = url::Url::parse_with_params(
+            &app.url("/authorize"),
+            &[
+                ("response_type", "code"),
+                ("client_id", "spa"),
+                ("scope", "openid"),
+                ("redirect_uri", WEB_CALLBACK),
+                ("code_challenge", pkce.challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("dpop_jkt", jkt.as_str()),
+            ],
+        )
+        .unwrap();
+        (url.to_string(), pkce.verifier)
+    };
+    let (url, verifier) = front(key.thumbprint());
+    let code = code_of(browser.authorize(&url, "ada", PASSWORD).await);
+    for (what, proof) in [("another key", Some(&other)), ("no proof", None)] {
+        let (status, body) = redeem(code.clone(), verifier.clone(), proof).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{what}: {body}"
+        );
+    }
+    let (status, body) = redeem(code, verifier, Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.thumbprint().as_str()
+    );
+    // A malformed dpop_jkt goes back to the client as invalid_request.
+    let (url, _) = front("not-a-thumbprint".into());
+    let response = browser.get(&url).await;
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(WEB_CALLBACK) && location.contains("error=invalid_request"),
+        "{location}"
+    );
+    // At /par: a proof binds the code as dpop_jkt would.
+    let par_url = app.url("/par");
+    let push = |proof: Option<String>, jkt: Option<String>| {
+        let app = &app;
+        let pkce = pkce();
+        async move {
+            let mut form = vec![
+                ("client_id", "spa".to_string()),
+                ("response_type", "code".into()),
+                ("redirect_uri", WEB_CALLBACK.into()),
+                ("scope", "openid".into()),
+                ("code_challenge", pkce.challenge.clone()),
+                ("code_challenge_method", "S256".into()),
+            ];
+            form.extend(jkt.map(|j| ("dpop_jkt", j)));
+            let mut request = app.http.post(app.url("/par")).form(&form);
+            if let Some(proof) = proof {
+                request = request.header("DPoP", proof);
+            }
+            let (status, body) = json_of(request.send().await.unwrap()).await;
+            (status, body, pkce.verifier)
+        }
+    };
+    let (status, pushed, verifier) = push(
+        Some(key.proof("POST", &par_url, app.app.now(), None, None)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{pushed}");
+    let link = url::Url::parse_with_params(
+        &app.url("/authorize"),
+        &[
+            ("client_id", "spa"),
+            ("request_uri", pushed["request_uri"].as_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    let code = code_of(browser.authorize(link.as_str(), "ada", PASSWORD).await);
+    let (status, _) = redeem(code.clone(), verifier.clone(), Some(&other)).await;
+    assert_eq!(status, 400, "another key");
+    let (status, body) = redeem(code, verifier, Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    // At /par: a malformed proof, a proof for another URL, or dpop_jkt naming another key than
+    // the proof's: invalid_dpop_proof.
+    for (what, proof, jkt) in [
+        ("malformed", "not.a.jwt".to_string(), None),
+        (
+            "for /token",
+            key.proof("POST", &app.url("/token"), app.app.now(), None, None),
+            None,
+        ),
+        (
+            "dpop_jkt of another key",
+            key.proof("POST", &par_url, app.app.now(), None, None),
+            Some(other.thumbprint()),
+        ),
+    ] {
+        let (status, body, _) = push(Some(proof), jkt).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{what}: {body}"
+        );
+    }
 }

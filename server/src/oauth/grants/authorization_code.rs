@@ -63,6 +63,7 @@ pub async fn exchange(
             "no code_challenge was sent with the authorization request",
         ));
     }
+    check_code_binding(record.dpop_jkt.as_deref(), dpop_jkt)?;
     let jti = new_jti().map_err(|e| OAuthError::server_error(&e))?;
     let (response, first_refresh_token) = tokens_for_user(
         app,
@@ -122,6 +123,21 @@ fn check_redirect_uri(
             OAuthError::invalid_grant("redirect_uri does not match the authorization request"),
         ),
         _ => Ok(()),
+    }
+}
+
+/// RFC 9449 §10: a code bound to a key (`dpop_jkt`, or a proof at `/par`) is redeemed only
+/// with a proof of that key.
+fn check_code_binding(bound: Option<&str>, proved: Option<&str>) -> Result<(), OAuthError> {
+    match (bound, proved) {
+        (None, _) => Ok(()),
+        (Some(bound), Some(proved)) if bound == proved => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_dpop_proof(
+            "the DPoP proof's key is not the one the authorization code is bound to",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_dpop_proof(
+            "the authorization code is bound to a DPoP key: send a proof of it",
+        )),
     }
 }
 
