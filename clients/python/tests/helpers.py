@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
@@ -95,10 +95,13 @@ class Holder:
     def __init__(self, alg: str = "ES256", private: Any = None) -> None:
         self.alg = alg
         if private is None:
-            private = {"ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
-                       "ES384": lambda: ec.generate_private_key(ec.SECP384R1()),
-                       "RS256": rsa_key, "PS256": rsa_key,
-                       "EdDSA": ed25519.Ed25519PrivateKey.generate}[alg]()
+            makers: dict[str, Callable[[], Any]] = {
+                "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+                "ES384": lambda: ec.generate_private_key(ec.SECP384R1()),
+                "RS256": rsa_key, "PS256": rsa_key,
+                "EdDSA": ed25519.Ed25519PrivateKey.generate,
+            }
+            private = makers[alg]()
         self.private = private
         self.jwk = jwk_of(private.public_key())
         self.jkt = jwk_thumbprint(self.jwk)

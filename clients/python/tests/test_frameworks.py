@@ -3,8 +3,6 @@ resource server, through each framework's own test client."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from helpers import (
@@ -281,7 +279,3 @@ def test_no_realm(framework: str, keys: Keys) -> None:
     assert web.call("GET", "/v1/models").challenges == ["Bearer"]
     r = web.call("GET", "/v1/models", bearer("x"))
     assert r.challenges[0].startswith('Bearer error="invalid_token"')
-
-
-def _unused(x: Any) -> None:  # keeps Any imported for the annotations above
-    pass

@@ -67,8 +67,8 @@ def flask_app(server_options: dict[str, Any], config: dict[str, Any] | None = No
     )
 
     app = flask.Flask("pv-test")
-    app.config.update(PORTCULLIS_ISSUER=ISSUER, PORTCULLIS_AUDIENCE=AUDIENCE, TESTING=True,
-                      **(config or {}))
+    app.config.update({"PORTCULLIS_ISSUER": ISSUER, "PORTCULLIS_AUDIENCE": AUDIENCE,
+                       "TESTING": True, **(config or {})})
     pv_flask.PortcullisAuth(app, **server_options)
 
     @app.get("/v1/models")
