@@ -2,11 +2,13 @@
 
     PORTCULLIS_ISSUER=http://127.0.0.1:8080 flask --app app run --port 5000
 
-Settings come from the environment (or the ``config`` mapping given to ``create_app``):
-``PORTCULLIS_ISSUER`` (required), ``INFERENCE_AUDIENCE`` (default
-``https://inference.example.test``), ``JWKS_MIN_REFRESH_INTERVAL`` (seconds, default 10), and
-the optional ones listed in ``portcullis_auth.PortcullisAuth``, DPoP's among them
-(``DPOP_MODE``, ``EXTERNAL_BASE_URL``, …). Bearer and DPoP-bound tokens are both accepted.
+Settings come from the environment (or the ``config`` mapping given to ``create_app``), under
+the names below; ``create_app`` hands them to ``portcullis_verifier.flask.PortcullisAuth`` as its
+``PORTCULLIS_*`` settings: ``PORTCULLIS_ISSUER`` (required), ``INFERENCE_AUDIENCE`` (default
+``https://inference.example.test``, also the RFC 9728 resource identifier),
+``JWKS_MIN_REFRESH_INTERVAL`` (seconds, default 10), and the optional ones in ``_ENV_SETTINGS``,
+DPoP's among them (``DPOP_MODE``, ``EXTERNAL_BASE_URL``, …). Bearer and DPoP-bound tokens are
+both accepted. ``/.well-known/oauth-protected-resource`` serves the RFC 9728 metadata.
 """
 
 from __future__ import annotations
@@ -19,24 +21,31 @@ from typing import Any, Mapping
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portcullis_auth import PortcullisAuth, current_claims, role_required, scope_required
+from portcullis_verifier.flask import (
+    PortcullisAuth,
+    current_claims,
+    role_required,
+    scope_required,
+)
 
 DEFAULT_AUDIENCE = "https://inference.example.test"
 
-#: (environment variable, type) read by create_app.
+#: Environment variable -> (portcullis_verifier.flask setting, type), read by create_app.
 _ENV_SETTINGS = {
-    "PORTCULLIS_ISSUER": str,
-    "INFERENCE_AUDIENCE": str,
-    "JWKS_URL": str,
-    "JWKS_MIN_REFRESH_INTERVAL": float,
-    "JWKS_DEFAULT_MAX_AGE": float,
-    "JWT_LEEWAY": float,
-    "JWT_EXP_LEEWAY": float,
-    "DPOP_MODE": str,
-    "DPOP_MAX_AGE": float,
-    "DPOP_MAX_FUTURE": float,
-    "DPOP_REPLAY_CACHE_SIZE": int,
-    "EXTERNAL_BASE_URL": str,
+    "PORTCULLIS_ISSUER": ("PORTCULLIS_ISSUER", str),
+    "INFERENCE_AUDIENCE": ("PORTCULLIS_AUDIENCE", str),
+    "JWKS_URL": ("PORTCULLIS_JWKS_URL", str),
+    "JWKS_MIN_REFRESH_INTERVAL": ("PORTCULLIS_JWKS_MIN_REFRESH_INTERVAL", float),
+    "JWKS_DEFAULT_MAX_AGE": ("PORTCULLIS_JWKS_DEFAULT_MAX_AGE", float),
+    "JWT_LEEWAY": ("PORTCULLIS_LEEWAY", float),
+    "JWT_EXP_LEEWAY": ("PORTCULLIS_EXP_LEEWAY", float),
+    "AUTH_REALM": ("PORTCULLIS_REALM", str),
+    "DPOP_MODE": ("PORTCULLIS_DPOP_MODE", str),
+    "DPOP_MAX_AGE": ("PORTCULLIS_DPOP_MAX_AGE", float),
+    "DPOP_MAX_FUTURE": ("PORTCULLIS_DPOP_MAX_FUTURE", float),
+    "DPOP_REPLAY_CACHE_SIZE": ("PORTCULLIS_DPOP_REPLAY_CACHE_SIZE", int),
+    "EXTERNAL_BASE_URL": ("PORTCULLIS_EXTERNAL_BASE_URL", str),
+    "RESOURCE_NAME": ("PORTCULLIS_RESOURCE_NAME", str),
 }
 
 MODELS = {
@@ -61,12 +70,15 @@ def _fake_predict(model_id: str, inputs: Any) -> dict[str, Any]:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False
-    app.config["INFERENCE_AUDIENCE"] = DEFAULT_AUDIENCE
-    for name, kind in _ENV_SETTINGS.items():
+    settings: dict[str, Any] = {"INFERENCE_AUDIENCE": DEFAULT_AUDIENCE, "AUTH_REALM": "inference",
+                                "RESOURCE_NAME": "Inference service (example)"}
+    for name, (_, kind) in _ENV_SETTINGS.items():
         if os.environ.get(name):
-            app.config[name] = kind(os.environ[name])
-    if config:
-        app.config.update(config)
+            settings[name] = kind(os.environ[name])
+    settings.update(config or {})
+    for name, value in settings.items():
+        # Our names become the package's; anything else (TESTING, …) is Flask's own config.
+        app.config[_ENV_SETTINGS[name][0] if name in _ENV_SETTINGS else name] = value
     auth = PortcullisAuth(app)
 
     usage: Counter[tuple[str, str]] = Counter()
@@ -108,7 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             rows = [{"client_id": c, "model": m, "predictions": n}
                     for (c, m), n in sorted(usage.items())]
         return {"usage": rows, "requested_by": current_claims()["sub"],
-                "jwks": dict(auth.jwks.stats)}
+                "jwks": dict(getattr(auth.jwks, "stats", {}))}
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[3]
 AUDIENCE = "https://inference.example.test"
 OTHER_AUDIENCE = "https://other.example.test"
 RSA_AUDIENCE = "https://inference-rsa.example.test"
+# RFC 9728 §5.1: every challenge names the service's protected resource metadata.
+RESOURCE_METADATA = f'resource_metadata="{AUDIENCE}/.well-known/oauth-protected-resource"'
 
 # Generous: a debug binary on a busy 2-core machine.
 START_TIMEOUT = 90.0

@@ -1,6 +1,8 @@
 """DPoP-bound tokens (RFC 9449), at unit level: the tokens, the proofs and the issuer's keys are
 made here (the issuer's JWKS is served from memory, as in test_verifier_checks.py). No Portcullis
 process is needed. test_dpop_portcullis.py takes DPoP-bound tokens from a real Portcullis.
+The tests of the building blocks alone (thumbprints, ath, URL normalization, the replay cache,
+DPoPVerifier's options) moved to clients/python/tests/test_dpop.py with the verifier.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from flask import Flask
 from flask import request as flask_request
 
 import app as service
-from harness import ServedApp
-from portcullis_auth import (
-    DPOP_ALGORITHMS, DPoPProofError, DPoPVerifier, MemoryReplayCache, PortcullisAuth,
-    ReplayCacheUnavailable, access_token_hash, current_claims, jwk_thumbprint,
-    normalize_http_url, scope_required,
+from harness import RESOURCE_METADATA, ServedApp
+from minted import AUDIENCE, ISSUER, Keys, claims, sign
+from portcullis_verifier import (
+    DPoPProofError, DPoPVerifier, MemoryReplayCache, ReplayCacheUnavailable, access_token_hash,
+    jwk_thumbprint,
 )
-from test_verifier_checks import AUDIENCE, ISSUER, Keys, claims, sign
+from portcullis_verifier.flask import PortcullisAuth, current_claims, scope_required
 
 MODELS = "/v1/models"
 PREDICT = "/v1/models/sentiment-small/predict"
@@ -123,8 +125,8 @@ def make_service(keys: Keys, **config) -> Flask:
 def bare_app(keys: Keys, config: dict | None = None, **options) -> Flask:
     """A minimal app built with PortcullisAuth(app, **options): for the constructor options."""
     flask_app = Flask("dpop-test")
-    flask_app.config.update(PORTCULLIS_ISSUER=ISSUER, INFERENCE_AUDIENCE=AUDIENCE, TESTING=True,
-                            **(config or {}))
+    flask_app.config.update(PORTCULLIS_ISSUER=ISSUER, PORTCULLIS_AUDIENCE=AUDIENCE,
+                            PORTCULLIS_REALM="inference", TESTING=True, **(config or {}))
     auth = PortcullisAuth(flask_app, **options)
     serve_jwks(auth, keys)
 
@@ -515,7 +517,8 @@ def test_no_credentials_advertise_both_schemes(web):
     r = web.get(MODELS)
     assert r.status_code == 401 and r.get_json()["error"] == "unauthorized"
     assert r.headers.getlist("WWW-Authenticate") == [
-        'Bearer realm="inference"', f'DPoP realm="inference", algs="{ALGS}"']
+        f'Bearer realm="inference", {RESOURCE_METADATA}',
+        f'DPoP realm="inference", algs="{ALGS}", {RESOURCE_METADATA}']
     # Another scheme: the same two challenges.
     r = web.get(MODELS, headers={"Authorization": "Basic cmVhZGVyOnNlY3JldA=="})
     assert len(r.headers.getlist("WWW-Authenticate")) == 2
@@ -529,7 +532,8 @@ def test_mode_required(keys, holder):
     for headers in ({}, {"Authorization": f"Bearer {unbound}"}):
         r = web.get(MODELS, headers=headers)
         assert r.status_code == 401
-        assert r.headers.getlist("WWW-Authenticate") == [f'DPoP realm="inference", algs="{ALGS}"']
+        assert r.headers.getlist("WWW-Authenticate") == [
+            f'DPoP realm="inference", algs="{ALGS}", {RESOURCE_METADATA}']
 
 
 def test_mode_disabled(keys, holder):
@@ -537,7 +541,8 @@ def test_mode_disabled(keys, holder):
     token = bound_token(keys, holder)
     r = dpop_call(web, token, holder.proof(token=token))
     assert r.status_code == 401
-    assert r.headers.getlist("WWW-Authenticate") == ['Bearer realm="inference"']
+    assert r.headers.getlist("WWW-Authenticate") == [
+        f'Bearer realm="inference", {RESOURCE_METADATA}']
     # Bearer tokens work as before; a bound token is still no bearer token.
     unbound = bound_token(keys, None)
     assert web.get(MODELS, headers={"Authorization": f"Bearer {unbound}"}).status_code == 200
@@ -633,7 +638,7 @@ def test_replay_cache_interface(keys, holder):
 
 def test_replay_cache_unavailable(keys, holder):
     """A cache that cannot answer (full, backend down): 503, never a silent pass."""
-    web = bare_app(keys, config={"DPOP_REPLAY_CACHE_SIZE": 1}).test_client()
+    web = bare_app(keys, config={"PORTCULLIS_DPOP_REPLAY_CACHE_SIZE": 1}).test_client()
     token = bound_token(keys, holder)
     assert dpop_call(web, token, holder.proof(token=token)).status_code == 200
     r = dpop_call(web, token, holder.proof(token=token))
@@ -647,103 +652,6 @@ def test_replay_cache_unavailable(keys, holder):
 
     web = bare_app(keys, replay_cache=Down()).test_client()
     assert dpop_call(web, token, holder.proof(token=token)).status_code == 503
-
-
-def test_memory_replay_cache_expires_and_is_bounded():
-    now = [1000.0]
-    cache = MemoryReplayCache(max_entries=2, clock=lambda: now[0])
-    assert cache.add("k", "a", 10)
-    assert not cache.add("k", "a", 10)
-    assert cache.add("other-key", "a", 10)  # keyed by (jkt, jti)
-    with pytest.raises(ReplayCacheUnavailable):
-        cache.add("k", "b", 10)  # full of live entries: refuse rather than forget one
-    now[0] += 10.5
-    assert len(cache) == 0
-    assert cache.add("k", "a", 10)  # expired: a new entry
-    assert cache.add("k", "b", 10)
-    assert len(cache) == 2
-
-
-def test_jti_is_kept_while_its_proof_is_acceptable(holder):
-    now = [1_000_000.0]
-    verifier = DPoPVerifier(replay_cache=MemoryReplayCache(clock=lambda: now[0]),
-                            clock=lambda: now[0])
-    url, token_claims = "https://rs.example.test/x", {"cnf": {"jkt": holder.jkt}}
-    proof = holder.proof(url=url, iat=1_000_000 + 5)  # as far in the future as allowed
-    verifier.bind(verifier.verify(proof, method="GET", url=url), token_claims)
-    now[0] += 65  # iat + max_age: the proof is still acceptable, and still remembered
-    with pytest.raises(DPoPProofError, match="already used"):
-        verifier.bind(verifier.verify(proof, method="GET", url=url), token_claims)
-    now[0] += 0.5
-    with pytest.raises(DPoPProofError, match="too old"):
-        verifier.verify(proof, method="GET", url=url)
-
-
-# --------------------------------------------------------------------------------------------
-# Building blocks
-
-
-def test_thumbprint_rfc7638_example():
-    jwk = {  # RFC 7638 §3.1
-        "kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1"
-             "L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4"
-             "QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbO"
-             "pbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csF"
-             "Cur-kEgU8awapJzKnqDKgw",
-    }
-    assert jwk_thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-
-
-def test_thumbprint_members():
-    ec_jwk = jwk_of(ec.generate_private_key(ec.SECP256R1()).public_key())
-    expected = b64(hashlib.sha256(json.dumps(
-        {k: ec_jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":")).encode()).digest())
-    assert jwk_thumbprint({**ec_jwk, "kid": "x", "use": "sig"}) == expected
-    okp = jwk_of(ed25519.Ed25519PrivateKey.generate().public_key())
-    raw = f'{{"crv":"Ed25519","kty":"OKP","x":"{okp["x"]}"}}'.encode()
-    assert jwk_thumbprint(okp) == b64(hashlib.sha256(raw).digest())
-    for bad in ({"kty": "oct", "k": "AA"}, {"kty": "EC", "crv": "P-256", "x": "AA"}, {}):
-        with pytest.raises(ValueError):
-            jwk_thumbprint(bad)
-
-
-def test_ath_rfc9449_example():
-    # RFC 9449 §7.1: the access token and the ath of its proof.
-    assert access_token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU") == \
-        "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
-
-
-def test_normalize_http_url():
-    assert normalize_http_url("HTTPS://Api.Example.TEST:443/a/%62?q#f") == \
-        ("https", "api.example.test", 443, "/a/b")
-    assert normalize_http_url("http://[::1]:8080") == ("http", "::1", 8080, "/")
-    for bad in ("mailto:x@y", "http://", "http://h:99999/", "http://u:p@h/", 5):
-        assert normalize_http_url(bad) is None
-
-
-def test_token_endpoint_proof_needs_no_ath(holder):
-    """At a token endpoint there is no access token yet: ath is not checked."""
-    url = "https://auth.example.test/token"
-    proof = DPoPVerifier().verify([holder.proof("POST", url)], method="POST", url=url)
-    assert proof.jkt == holder.jkt
-    with pytest.raises(DPoPProofError, match="ath"):
-        DPoPVerifier().verify([holder.proof("POST", url)], method="POST", url=url,
-                              access_token="t")
-
-
-def test_verifier_options(holder):
-    with pytest.raises(ValueError):
-        DPoPVerifier(algorithms=["HS256"])
-    with pytest.raises(ValueError):
-        DPoPVerifier(algorithms=[])
-    es_only = DPoPVerifier(algorithms=["ES256"], clock=lambda: 1_000_000.0)
-    url = "https://rs.example.test/x"
-    proof = holder.proof(url=url, iat=1_000_000 - 59)
-    assert es_only.verify(proof, method="GET", url=url).iat == 1_000_000 - 59
-    with pytest.raises(DPoPProofError, match="algorithm"):
-        es_only.verify(Holder("EdDSA").proof(url=url, iat=1_000_000), method="GET", url=url)
-    assert DPOP_ALGORITHMS == tuple(ALGS.split())
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import requests
 
 import client as kit_client
 from harness import AUDIENCE, ServedApp, decode_unverified, make_app
-from portcullis_auth import jwk_thumbprint
+from portcullis_verifier import jwk_thumbprint
 
 SCOPES = "models:read models:invoke"
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "client.py")

@@ -7,8 +7,13 @@ import re
 import pytest
 from flask import Flask
 
-from harness import AUDIENCE, RSA_AUDIENCE, bearer, decode_unverified, make_app, unverified_header
-from portcullis_auth import PortcullisAuth, current_claims, role_required, scope_required, token_required
+from harness import (
+    AUDIENCE, RESOURCE_METADATA, RSA_AUDIENCE, bearer, decode_unverified, make_app,
+    unverified_header,
+)
+from portcullis_verifier.flask import (
+    PortcullisAuth, current_claims, role_required, scope_required, token_required,
+)
 
 PREDICT = "/v1/models/sentiment-small/predict"
 BODY = {"input": "what a great day"}
@@ -68,7 +73,7 @@ def test_matrix(client, tokens, method, path, case, status, error):
         assert challenge is None
     elif status == 401 and error is None:
         # RFC 6750 §3.1: no credentials, so no error code in the challenge.
-        assert challenge == 'Bearer realm="inference"'
+        assert challenge == f'Bearer realm="inference", {RESOURCE_METADATA}'
         assert body["error"] == "unauthorized"
     elif status == 401:
         params = auth_params(challenge)
@@ -132,7 +137,8 @@ def test_authorization_header_forms(client, tokens):
     assert r.status_code == 200
     # Another scheme is not a Bearer attempt: plain challenge, no error code.
     r = client.get("/v1/models", headers={"Authorization": "Basic cmVhZGVyOnNlY3JldA=="})
-    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="inference"'
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == f'Bearer realm="inference", {RESOURCE_METADATA}'
     # A malformed Bearer header is a bad request (RFC 6750 §3.1 invalid_request).
     for value in ("Bearer", "Bearer ", f"Bearer {tokens['reader']} extra"):
         r = client.get("/v1/models", headers={"Authorization": value})

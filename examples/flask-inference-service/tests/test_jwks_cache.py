@@ -11,7 +11,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import ServedApp, bearer, decode_unverified, free_port, make_app, unverified_header
-from portcullis_auth import JWKSCache, parse_max_age
+from portcullis_verifier import JWKSCache
 
 
 class CountingFetches:
@@ -185,15 +185,4 @@ def test_issuer_unreachable_from_the_start_is_503(portcullis, tokens):
     assert "WWW-Authenticate" not in r.headers
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ({"Cache-Control": "public, max-age=300"}, 300),
-    ({"Cache-Control": "max-age=300", "Age": "100"}, 200),
-    ({"Cache-Control": "max-age=10", "Age": "100"}, 0),
-    ({"Cache-Control": 'public, MAX-AGE="60"'}, 60),
-    ({"Cache-Control": "no-cache"}, 0),
-    ({"Cache-Control": "no-store, max-age=60"}, 0),
-    ({"Cache-Control": "max-age=soon"}, None),
-    ({}, None),
-])
-def test_parse_max_age(headers, expected):
-    assert parse_max_age(headers) == expected
+# parse_max_age's table moved to clients/python/tests/test_jwks.py with the cache.

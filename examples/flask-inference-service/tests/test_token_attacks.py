@@ -14,7 +14,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import AUDIENCE, bearer, decode_unverified, make_app, unverified_header
+from harness import (
+    AUDIENCE, RESOURCE_METADATA, bearer, decode_unverified, make_app, unverified_header,
+)
 
 
 def b64(data: bytes) -> str:
@@ -179,7 +181,7 @@ def test_unknown_kid(client, tokens):
 def test_token_in_query_string_is_not_accepted(client, tokens):
     r = client.get(f"/v1/models?access_token={tokens['reader']}")
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"] == 'Bearer realm="inference"'
+    assert r.headers["WWW-Authenticate"] == f'Bearer realm="inference", {RESOURCE_METADATA}'
 
 
 def test_audience_is_configurable(portcullis, tokens):
