@@ -144,6 +144,11 @@ pub struct Settings {
     #[serde(deserialize_with = "seconds")]
     pub pushed_authorization_request_ttl: u64,
     pub require_pushed_authorization_requests: bool,
+    /// RFC 8693: how long an exchanged access token lives (never past its subject token), and
+    /// how many actors a delegation chain may have.
+    #[serde(deserialize_with = "seconds")]
+    pub token_exchange_token_ttl: u64,
+    pub token_exchange_max_chain: usize,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (it names clients).
     pub metrics_token: Option<String>,
     /// Worker threads; 0 means one per core.
@@ -217,6 +222,8 @@ impl Default for Settings {
             device_code_failures_per_ip_per_minute: 10,
             pushed_authorization_request_ttl: 60,
             require_pushed_authorization_requests: false,
+            token_exchange_token_ttl: 300,
+            token_exchange_max_chain: 3,
             metrics_token: None,
             workers: 0,
             log_format: LogFormat::Text,
@@ -330,6 +337,7 @@ impl Settings {
             ("dpop_proof_max_age", self.dpop_proof_max_age),
             ("device_code_ttl", self.device_code_ttl),
             ("device_poll_interval", self.device_poll_interval),
+            ("token_exchange_token_ttl", self.token_exchange_token_ttl),
             (
                 "pushed_authorization_request_ttl",
                 self.pushed_authorization_request_ttl,
@@ -354,6 +362,10 @@ impl Settings {
             ("login_failure_window", self.login_failure_window),
             ("known_device_ttl", self.known_device_ttl),
             ("audit_retention", self.audit_retention),
+            (
+                "token_exchange_max_chain",
+                self.token_exchange_max_chain as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("setting `{name}`: must be at least 1")));

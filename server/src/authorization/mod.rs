@@ -97,6 +97,18 @@ impl Model {
             .collect()
     }
 
+    /// What a person may consent to: `candidates` that are resource-less or that `roles`
+    /// permit, for whichever resource. Tokens are narrowed to their audience when issued
+    /// (`effective_scope`); another resource's scopes in a grant serve token exchange.
+    pub fn consentable_scope(&self, candidates: &[String], roles: &[String]) -> Vec<String> {
+        let permitted = self.permitted_by(roles);
+        candidates
+            .iter()
+            .filter(|s| !self.owner.contains_key(s.as_str()) || permitted.contains(s.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// The RBAC filter: keeps `candidates` that are either resource-less, or belong to the
     /// token's `audience` and are permitted by `roles`.
     pub fn effective_scope(

@@ -54,10 +54,15 @@ pub enum GrantType {
     /// RFC 8628 §3.4: shown, like it is registered, by its URN.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
+    /// RFC 8693 §2.1, by its URN too.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 /// The device authorization grant's type (RFC 8628 §3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The token exchange grant's type (RFC 8693 §2.1).
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 impl GrantType {
     pub fn as_str(self) -> &'static str {
@@ -66,6 +71,7 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
             GrantType::DeviceCode => DEVICE_CODE_GRANT,
+            GrantType::TokenExchange => TOKEN_EXCHANGE_GRANT,
         }
     }
 
@@ -75,6 +81,7 @@ impl GrantType {
             "client_credentials" => Some(GrantType::ClientCredentials),
             "refresh_token" => Some(GrantType::RefreshToken),
             DEVICE_CODE_GRANT => Some(GrantType::DeviceCode),
+            TOKEN_EXCHANGE_GRANT => Some(GrantType::TokenExchange),
             _ => None,
         }
     }
@@ -300,7 +307,7 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
                 invalid(
                     "grant_types",
                     format!(
-                        "`{g}` is not one of authorization_code, client_credentials, refresh_token, {DEVICE_CODE_GRANT}"
+                        "`{g}` is not one of authorization_code, client_credentials, refresh_token, {DEVICE_CODE_GRANT}, {TOKEN_EXCHANGE_GRANT}"
                     ),
                 )
             })
@@ -317,6 +324,13 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         return Err(invalid(
             "grant_types",
             "a public client cannot use client_credentials",
+        ));
+    }
+    // An actor in a delegation must prove who it is (RFC 8693 §1.1).
+    if public && grant_types.contains(&GrantType::TokenExchange) {
+        return Err(invalid(
+            "grant_types",
+            "a public client cannot use token exchange",
         ));
     }
     let scopes = split_values(&new.scopes);

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::{error_page, html, see_other, session_expired, unavailable_page};
+use super::pages::{error_page, html, scope_views, see_other, session_expired, unavailable_page};
 use crate::app::App;
 use crate::clients::Client;
 use crate::error::OAuthError;
@@ -17,7 +17,7 @@ use crate::oauth::par;
 use crate::oauth::params::Params;
 use crate::session::{csrf_matches, csrf_token};
 use crate::users::User;
-use crate::views::{describe_scope, ConsentPage, ScopeView};
+use crate::views::ConsentPage;
 
 use crate::session::SIGNED_IN;
 const PENDING_PREFIX: &str = "authz:";
@@ -234,12 +234,12 @@ async fn proceed(
         }
     };
     if let Some((_, user)) = &signed {
-        // RBAC: ask consent only for what the person's roles permit (the token gets no more).
-        request.scope = app.authorization().model().effective_scope(
-            &request.scope,
-            &user.roles,
-            &request.audience,
-        );
+        // RBAC: ask consent only for what the person's roles permit (the token gets no more,
+        // and only its audience's share).
+        request.scope = app
+            .authorization()
+            .model()
+            .consentable_scope(&request.scope, &user.roles);
     }
     let (who, user) = match signed {
         Some((who, user)) => (Some(who), Some(user)),
@@ -348,14 +348,7 @@ async fn consent_page(
         request_id: id.to_string(),
         client_name: client.name.clone(),
         username: username.to_string(),
-        scopes: request
-            .scope
-            .iter()
-            .map(|s| ScopeView {
-                name: s.clone(),
-                description: describe_scope(s),
-            })
-            .collect(),
+        scopes: scope_views(app, &request.scope).await,
         audience,
     };
     html(StatusCode::OK, page.render(), &[&request.redirect_uri])

@@ -14,7 +14,7 @@ use crate::limits::Limit;
 use crate::oauth::device_authorization::{display_user_code, normalize_user_code};
 use crate::session::{csrf_matches, csrf_token, RETURN_TO};
 use crate::store::device::{Decision, DeviceRecord, PENDING};
-use crate::views::{describe_scope, ConsentPage, DevicePage, ScopeView};
+use crate::views::{ConsentPage, DevicePage};
 
 /// The code this session is deciding on.
 const DEVICE_CODE: &str = "device_user_code";
@@ -215,10 +215,10 @@ pub async fn consent_page(session: Session, app: web::Data<App>) -> HttpResponse
         .map(str::to_string)
         .collect();
     // RBAC: ask only for what the person's roles permit (the token gets no more).
-    let scopes =
-        app.authorization()
-            .model()
-            .effective_scope(&requested, &user.roles, &record.audience);
+    let scopes = app
+        .authorization()
+        .model()
+        .consentable_scope(&requested, &user.roles);
     let Ok(csrf) = csrf_token(&session) else {
         return session_expired();
     };
@@ -229,13 +229,7 @@ pub async fn consent_page(session: Session, app: web::Data<App>) -> HttpResponse
         request_id: String::new(),
         client_name: client.name.clone(),
         username: user.username.clone(),
-        scopes: scopes
-            .iter()
-            .map(|s| ScopeView {
-                name: s.clone(),
-                description: describe_scope(s),
-            })
-            .collect(),
+        scopes: super::pages::scope_views(&app, &scopes).await,
         audience,
     };
     html(StatusCode::OK, page.render(), &[])

@@ -4,7 +4,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use askama::Template;
 
-use crate::views::ErrorPage;
+use crate::app::App;
+use crate::views::{describe_delegation, describe_scope, ErrorPage, ScopeView};
 
 /// An HTML page that cannot be framed, cached or made to submit anywhere but here and the
 /// given redirect targets (CSP `form-action` also governs the redirects after a POST).
@@ -89,4 +90,27 @@ pub fn unavailable_page(retry_after: u64) -> HttpResponse {
     );
     with_retry_after(&mut page, retry_after);
     page
+}
+
+/// What the consent page lists: each scope with its description; a delegation names its agent
+/// by the agent's registered name.
+pub async fn scope_views(app: &App, scopes: &[String]) -> Vec<ScopeView> {
+    let mut views = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let description = match crate::oauth::delegation::delegate_of(scope) {
+            Some(agent) => {
+                let name = match app.clients().find(agent).await {
+                    Ok(Some(client)) => client.name.clone(),
+                    _ => agent.to_string(),
+                };
+                describe_delegation(&name)
+            }
+            None => describe_scope(scope),
+        };
+        views.push(ScopeView {
+            name: scope.clone(),
+            description,
+        });
+    }
+    views
 }

@@ -219,6 +219,9 @@ pub async fn validate(
         }
         requested
     };
+    super::delegation::check_requested(app, scope.tokens().iter().map(String::as_str))
+        .await
+        .map_err(fail)?;
     // PKCE (RFC 7636 §4.3, RFC 9700 §2.1.1): S256 only; required for public clients and, by
     // default, for every client.
     let code_challenge = params.single("code_challenge").map_err(fail)?;

@@ -103,6 +103,7 @@ pub async fn start(
     } else {
         requested.to_string()
     };
+    super::delegation::check_requested(app, scope.split(' ')).await?;
     let audience = super::grants::resolve_audience(app, &client, params)?;
     let settings = app.settings();
     let now = app.now();

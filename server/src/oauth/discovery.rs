@@ -31,7 +31,7 @@ pub fn metadata(settings: &Settings) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
         "grant_types_supported": [
             "authorization_code", "client_credentials", "refresh_token",
-            crate::clients::DEVICE_CODE_GRANT
+            crate::clients::DEVICE_CODE_GRANT, crate::clients::TOKEN_EXCHANGE_GRANT
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

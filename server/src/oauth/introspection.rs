@@ -101,6 +101,12 @@ async fn access(app: &App, caller: &Client, token: &str) -> Result<Option<Value>
     if let Some(cnf) = bound {
         set(&mut out, "cnf", cnf);
     }
+    // RFC 8693 §4.1, §4.4: who acts for the subject, and who may.
+    for name in ["act", "may_act"] {
+        if let Some(value) = claims.get(name) {
+            set(&mut out, name, value.clone());
+        }
+    }
     match username_and_roles(app, &text("sub")).await? {
         Some((username, _)) => set(&mut out, "username", Value::String(username)),
         // A user token whose user is gone or disabled is no longer active.

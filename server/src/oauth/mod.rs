@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod delegation;
 pub mod device_authorization;
 pub mod discovery;
 pub mod dpop;

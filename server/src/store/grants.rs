@@ -284,6 +284,17 @@ impl Store {
                         .load::<Option<String>>(conn)?,
                 );
             }
+            {
+                use super::schema::token_exchanges as exchanges;
+                jtis.extend(
+                    exchanges::table
+                        .filter(exchanges::grant_id.eq(grant_id))
+                        .select(exchanges::jti)
+                        .load::<String>(conn)?
+                        .into_iter()
+                        .map(Some),
+                );
+            }
             Ok(jtis.into_iter().flatten().collect())
         })
     }
@@ -334,8 +345,12 @@ impl Store {
         use super::schema::client_assertion_jtis as seen;
         let mut conn = self.conn()?;
         {
-            use super::schema::{device_authorizations as device, dpop_proofs, pushed_requests};
+            use super::schema::{
+                device_authorizations as device, dpop_proofs, pushed_requests, token_exchanges,
+            };
             diesel::delete(dpop_proofs::table.filter(dpop_proofs::expires_at.lt(now)))
+                .execute(&mut conn)?;
+            diesel::delete(token_exchanges::table.filter(token_exchanges::expires_at.lt(now)))
                 .execute(&mut conn)?;
             diesel::delete(pushed_requests::table.filter(pushed_requests::expires_at.lt(now)))
                 .execute(&mut conn)?;
@@ -356,7 +371,8 @@ impl Store {
             "DELETE FROM grants \
              WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id) \
              AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.id) \
-             AND NOT EXISTS (SELECT 1 FROM device_authorizations d WHERE d.grant_id = grants.id)",
+             AND NOT EXISTS (SELECT 1 FROM device_authorizations d WHERE d.grant_id = grants.id) \
+             AND NOT EXISTS (SELECT 1 FROM token_exchanges x WHERE x.grant_id = grants.id)",
         )
         .execute(&mut conn)?;
         Ok(())

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod pushed_requests;
 pub mod schema;
 pub mod signing_keys;
+pub mod token_exchanges;
 pub mod users;
 
 use std::fmt;

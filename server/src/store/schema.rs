@@ -200,3 +200,13 @@ diesel::table! {
         details -> Text,
     }
 }
+
+diesel::table! {
+    token_exchanges (jti) {
+        jti -> Text,
+        grant_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        expires_at -> BigInt,
+    }
+}

@@ -27,6 +27,12 @@ pub struct AccessTokenClaims<'a> {
     /// RFC 9449 §6.1: the thumbprint of the key the token is bound to (DPoP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation<'a>>,
+    /// RFC 8693 §4.1: who acts for `sub` (nested for a chain), in an exchanged token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<&'a serde_json::Value>,
+    /// RFC 8693 §4.4: who `sub` allows to act for them (a delegation they consented to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<&'a serde_json::Value>,
 }
 
 /// RFC 7800 §3.1 `cnf`, with the RFC 9449 §6.1 `jkt` member.

@@ -63,6 +63,13 @@ pub struct LoggedOutPage {
 }
 
 /// Plain-words descriptions of the scopes people are asked to consent to.
+/// A delegation scope (`delegate:<client_id>`), naming the agent by its registered name.
+pub fn describe_delegation(agent_name: &str) -> String {
+    format!(
+        "Let “{agent_name}” act for you: it may trade your access for its own, always shown as acting for you"
+    )
+}
+
 pub fn describe_scope(scope: &str) -> String {
     match scope {
         "openid" => "Sign you in with your Portcullis account".into(),

@@ -28,4 +28,5 @@ mod rotation;
 mod sign_in_protection;
 mod storage;
 mod tls;
+mod token_exchange;
 mod token_lifecycle;

@@ -66,6 +66,8 @@ pub fn exchange(
         auth_time: None,
         roles: Some(&client.roles),
         cnf: dpop_jkt.map(|jkt| access_token::Confirmation { jkt }),
+        act: None,
+        may_act: None,
     };
     let access_token = access_token::sign(&app.keyring().current(), alg, &claims)?;
     Ok(TokenResponse {
@@ -75,6 +77,7 @@ pub fn exchange(
         scope: scope_text,
         refresh_token: None,
         id_token: None,
+        issued_token_type: None,
         issued: crate::tokens::Issued {
             subject: client.id.clone(),
             audience,

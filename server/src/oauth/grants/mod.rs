@@ -4,6 +4,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod device_code;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub async fn token_request(
         "authorization_code" => GrantType::AuthorizationCode,
         "refresh_token" => GrantType::RefreshToken,
         crate::clients::DEVICE_CODE_GRANT => GrantType::DeviceCode,
+        crate::clients::TOKEN_EXCHANGE_GRANT => GrantType::TokenExchange,
         other => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -73,6 +75,7 @@ pub async fn token_request(
         }
         GrantType::RefreshToken => refresh_token::exchange(app, &client, params, jkt).await?,
         GrantType::DeviceCode => device_code::exchange(app, &client, params, jkt).await?,
+        GrantType::TokenExchange => token_exchange::exchange(app, &client, params, jkt).await?,
     };
     Ok((grant_type, client.id.clone(), response))
 }
@@ -189,6 +192,8 @@ pub async fn tokens_for_user(
     let alg = resource
         .and_then(|r| r.signing_alg)
         .unwrap_or(settings.access_token_signing_alg);
+    // A delegation the person consented to: the agent it names may exchange this token.
+    let may_act = crate::oauth::delegation::may_act(&scope_text);
     let keyring = app.keyring().current();
     let access_token = access_token::sign(
         &keyring,
@@ -205,6 +210,8 @@ pub async fn tokens_for_user(
             auth_time: Some(grant.auth_time),
             roles: Some(&user.roles),
             cnf: grant.dpop_jkt.map(|jkt| access_token::Confirmation { jkt }),
+            act: None,
+            may_act: may_act.as_ref(),
         },
     )?;
     let scopes: Vec<&str> = scope_text.split(' ').collect();
@@ -264,6 +271,7 @@ pub async fn tokens_for_user(
         scope: scope_text,
         refresh_token,
         id_token,
+        issued_token_type: None,
         issued: crate::tokens::Issued {
             subject: user.id.clone(),
             audience: grant.audience.to_string(),

@@ -1,0 +1,4 @@
+DROP INDEX device_authorizations_access_token;
+DROP INDEX authorization_codes_access_token;
+DROP INDEX refresh_tokens_access_token;
+DROP TABLE token_exchanges;
