@@ -12,7 +12,8 @@ use crate::oauth::params::Params;
 use crate::oauth::userinfo::{self, Presented};
 
 /// The token of an `Authorization` header, with its scheme (RFC 6750 §2.1, RFC 9449 §7.1);
-/// `None` without a header.
+/// `None` without a header, or with another scheme (`Basic …`): RFC 6750 §3.1 counts a request
+/// "using an unsupported authentication method" as one that lacks authentication.
 pub(crate) fn credential(request: &HttpRequest) -> Result<Option<Presented>, OAuthError> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -20,28 +21,25 @@ pub(crate) fn credential(request: &HttpRequest) -> Result<Option<Presented>, OAu
     let text = value
         .to_str()
         .map_err(|_| OAuthError::invalid_request("the Authorization header is not ASCII"))?;
-    match text.split_once(' ') {
-        Some((scheme, token)) if !token.trim().is_empty() => {
-            let token = token.trim().to_string();
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Ok(Some(Presented::Bearer(token)));
-            }
-            if scheme.eq_ignore_ascii_case("dpop") {
-                return Ok(Some(Presented::Dpop(token)));
-            }
-            Err(unsupported_scheme())
-        }
-        _ => Err(unsupported_scheme()),
+    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
+    let token = token.trim();
+    let is_bearer = scheme.eq_ignore_ascii_case("bearer");
+    if !is_bearer && !scheme.eq_ignore_ascii_case("dpop") {
+        return Ok(None);
     }
-}
-
-fn unsupported_scheme() -> OAuthError {
-    OAuthError {
-        code: ErrorCode::InvalidRequest,
-        description: "use the Bearer or the DPoP authentication scheme".into(),
-        challenge: Challenge::Bearer,
-        retry_after: None,
+    if token.is_empty() {
+        return Err(OAuthError {
+            code: ErrorCode::InvalidRequest,
+            description: format!("the {scheme} authorization carries no token").into(),
+            challenge: Challenge::Bearer,
+            retry_after: None,
+        });
     }
+    Ok(Some(if is_bearer {
+        Presented::Bearer(token.to_string())
+    } else {
+        Presented::Dpop(token.to_string())
+    }))
 }
 
 /// The token of an `Authorization: Bearer` header (RFC 6750 §2.1); `None` without a header.

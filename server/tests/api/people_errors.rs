@@ -297,7 +297,28 @@ async fn userinfo_errors_follow_rfc6750(db: Db) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    // Another scheme is no authentication at all (RFC 6750 §3.1): the bare challenges.
+    assert_eq!(response.status(), 401);
+    let challenges: Vec<&str> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(
+        challenges.iter().all(|c| !c.contains("error=")),
+        "{challenges:?}"
+    );
+    // A Bearer header without its token is malformed.
+    let response = app
+        .http
+        .get(&url)
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await, (400, "invalid_request".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
