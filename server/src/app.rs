@@ -159,6 +159,14 @@ impl App {
         let foundation = Foundation::open(&settings)?;
         let keyring = foundation.keyring(&settings, clock.clone())?;
         let clients = foundation.client_registry(clock.clone());
+        if settings.client_id_metadata_documents {
+            clients.use_metadata_documents(
+                crate::clients::metadata_document::MetadataDocuments::new(
+                    &settings,
+                    clock.clone(),
+                )?,
+            );
+        }
         let users = foundation.users(&settings, clock.clone())?;
         let authorization = foundation.authorization(&settings, clock.clone())?;
         let audit = Audit::start(foundation.store.clone(), clock.clone());
@@ -446,7 +454,33 @@ impl App {
             .store
             .purge_expired(self.now())
             .map_err(|e| e.to_string())?;
+        self.purge_registrations()?;
         self.purge_audit_if_due()?;
+        Ok(())
+    }
+
+    /// Deletes the dynamic clients unused for `dynamic_client_expiry` (RFC 7591 clients
+    /// nobody looks after) and the initial access tokens that expired.
+    fn purge_registrations(&self) -> Result<(), String> {
+        let now = self.now();
+        let expiry = i64::try_from(self.inner.settings.dynamic_client_expiry).unwrap_or(i64::MAX / 4);
+        let deleted = self
+            .inner
+            .clients
+            .purge_unused(now.saturating_sub(expiry))
+            .map_err(|e| e.to_string())?;
+        for id in deleted {
+            self.inner.audit.record(
+                "client_deleted",
+                Some(&id),
+                None,
+                serde_json::json!({ "by": "expiry", "unused_for": expiry }),
+            );
+        }
+        self.inner
+            .store
+            .purge_initial_tokens(now)
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 

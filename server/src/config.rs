@@ -151,10 +151,78 @@ pub struct Settings {
     pub token_exchange_max_chain: usize,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (it names clients).
     pub metrics_token: Option<String>,
+    /// RFC 7591 at `POST /register`: `closed`, `token` (an initial access token is required)
+    /// or `open` (anyone: public code-flow clients only, limited per address).
+    pub registration: RegistrationPolicy,
+    /// Registrations under the `open` policy per client address per hour (0: no limit).
+    pub registrations_per_ip_per_hour: u64,
+    /// The scopes a client nobody vetted may hold: one registered under the `open` policy or
+    /// one named by its metadata document. What they ask beyond these is dropped.
+    #[serde(deserialize_with = "string_list")]
+    pub dynamic_client_scopes: Vec<String>,
+    /// Resource indicators (RFC 8707) that dynamically registered clients and metadata-document
+    /// clients may obtain tokens for (none: the issuer only).
+    #[serde(deserialize_with = "string_list")]
+    pub dynamic_client_audiences: Vec<String>,
+    /// A dynamically registered client that obtained no token for this long is deleted.
+    #[serde(deserialize_with = "seconds")]
+    pub dynamic_client_expiry: u64,
+    /// draft-ietf-oauth-client-id-metadata-document: an `https` URL as `client_id` names the
+    /// client's metadata document, which Portcullis fetches.
+    pub client_id_metadata_documents: bool,
+    /// When not empty, the only hosts such URLs (and their `jwks_uri`) may name.
+    #[serde(deserialize_with = "string_list")]
+    pub client_id_metadata_document_hosts: Vec<String>,
+    /// Deadline of one metadata fetch (resolving, connecting, TLS, the whole answer).
+    pub client_metadata_fetch_timeout_ms: u64,
+    /// The largest metadata document (or JWKS) read; a larger one is refused.
+    pub client_metadata_max_bytes: usize,
+    /// Bounds on how long a fetched document is used, whatever its caching headers say.
+    #[serde(deserialize_with = "seconds")]
+    pub client_metadata_cache_min_ttl: u64,
+    #[serde(deserialize_with = "seconds")]
+    pub client_metadata_cache_max_ttl: u64,
+    /// Hosts fetched even when they resolve to private, loopback or link-local addresses
+    /// (tests and development only).
+    #[serde(deserialize_with = "string_list")]
+    pub client_metadata_fetch_allow_private_hosts: Vec<String>,
+    /// PEM certificates trusted for metadata fetches besides the system's (test CAs).
+    pub client_metadata_fetch_ca_file: Option<PathBuf>,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+}
+
+/// Who may register a client at `POST /register` (RFC 7591 §3).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationPolicy {
+    /// Nobody: the endpoint refuses every request and is not advertised.
+    Closed,
+    /// Whoever presents an initial access token (`portcullis registration token create`).
+    Token,
+    /// Anyone, for public clients using the code flow with PKCE; limited per address.
+    Open,
+}
+
+impl RegistrationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationPolicy::Closed => "closed",
+            RegistrationPolicy::Token => "token",
+            RegistrationPolicy::Open => "open",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RegistrationPolicy> {
+        match text {
+            "closed" => Some(RegistrationPolicy::Closed),
+            "token" => Some(RegistrationPolicy::Token),
+            "open" => Some(RegistrationPolicy::Open),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -225,6 +293,21 @@ impl Default for Settings {
             token_exchange_token_ttl: 300,
             token_exchange_max_chain: 3,
             metrics_token: None,
+            registration: RegistrationPolicy::Closed,
+            registrations_per_ip_per_hour: 10,
+            dynamic_client_scopes: ["openid", "profile", "email", "offline_access"]
+                .map(String::from)
+                .to_vec(),
+            dynamic_client_audiences: Vec::new(),
+            dynamic_client_expiry: 90 * 24 * 3600,
+            client_id_metadata_documents: true,
+            client_id_metadata_document_hosts: Vec::new(),
+            client_metadata_fetch_timeout_ms: 3000,
+            client_metadata_max_bytes: 5 * 1024,
+            client_metadata_cache_min_ttl: 60,
+            client_metadata_cache_max_ttl: 24 * 3600,
+            client_metadata_fetch_allow_private_hosts: Vec::new(),
+            client_metadata_fetch_ca_file: None,
             workers: 0,
             log_format: LogFormat::Text,
         }
@@ -366,6 +449,15 @@ impl Settings {
                 "token_exchange_max_chain",
                 self.token_exchange_max_chain as u64,
             ),
+            ("dynamic_client_expiry", self.dynamic_client_expiry),
+            (
+                "client_metadata_fetch_timeout_ms",
+                self.client_metadata_fetch_timeout_ms,
+            ),
+            (
+                "client_metadata_max_bytes",
+                u64::try_from(self.client_metadata_max_bytes).unwrap_or(u64::MAX),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("setting `{name}`: must be at least 1")));
@@ -381,6 +473,29 @@ impl Settings {
             return Err(ConfigError(
                 "setting `access_token_ttl`: larger than `max_access_token_ttl`".into(),
             ));
+        }
+        if self.client_metadata_cache_min_ttl > self.client_metadata_cache_max_ttl {
+            return Err(ConfigError(
+                "setting `client_metadata_cache_min_ttl`: larger than `client_metadata_cache_max_ttl`"
+                    .into(),
+            ));
+        }
+        for (name, list) in [
+            ("dynamic_client_scopes", &self.dynamic_client_scopes),
+            ("dynamic_client_audiences", &self.dynamic_client_audiences),
+        ] {
+            for item in list {
+                let ok = if name == "dynamic_client_scopes" {
+                    crate::oauth::scope::is_scope_token(item)
+                } else {
+                    crate::oauth::uri::validate_resource(item).is_ok()
+                };
+                if !ok {
+                    return Err(ConfigError(format!(
+                        "setting `{name}`: `{item}` is not valid"
+                    )));
+                }
+            }
         }
         if self.authorization_code_ttl > 600 {
             return Err(ConfigError(

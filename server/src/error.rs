@@ -35,6 +35,12 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 §3.5: the device code expired.
     ExpiredToken,
+    /// RFC 7591 §3.2.2: a redirect URI of a registration is not acceptable.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2: another field of a registration is not acceptable.
+    InvalidClientMetadata,
+    /// RFC 7591 §3.2.2: software statements are not accepted here.
+    UnapprovedSoftwareStatement,
 }
 
 impl ErrorCode {
@@ -62,6 +68,9 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
         }
     }
 

@@ -16,6 +16,7 @@ pub mod jose;
 pub mod limits;
 pub mod memory;
 pub mod oauth;
+pub mod outbound;
 pub mod redis_link;
 pub mod routes;
 pub mod secrets;

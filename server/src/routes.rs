@@ -6,8 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::endpoints::{
     self, authorize, device, device_authorization, discovery, health, introspect, json_error, jwks,
-    login, logout, metrics, par, revoke, token, userinfo,
+    login, logout, metrics, par, register, revoke, token, userinfo,
 };
+use crate::oauth::registration::REGISTRATION_PATH;
 use crate::oauth::discovery::{
     AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, END_SESSION_PATH, JWKS_PATH, PAR_PATH,
     TOKEN_PATH, USERINFO_PATH,
@@ -101,6 +102,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
             .wrap(sessions.clone()),
     )
     .service(
+        web::resource(REGISTRATION_PATH)
+            .route(web::post().to(register::register))
+            .route(web::method(Method::OPTIONS).to(cors_preflight))
+            .default_service(web::to(method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource(format!("{REGISTRATION_PATH}/{{client_id}}"))
+            .route(web::get().to(register::read))
+            .route(web::put().to(register::update))
+            .route(web::delete().to(register::delete))
+            .default_service(web::to(method_not_allowed("GET, PUT, DELETE"))),
+    )
+    .service(
         web::resource("/introspect")
             .route(web::post().to(introspect::introspect))
             .default_service(web::to(method_not_allowed("POST"))),
@@ -143,8 +157,9 @@ pub const HEAD_PATHS: [&str; 6] = [
 
 /// Endpoints a browser app (a public client) calls from its own origin: CORS with `*`, safe
 /// because they use no cookies — credentials travel in the request itself.
-pub const CORS_PATHS: [&str; 7] = [
+pub const CORS_PATHS: [&str; 8] = [
     TOKEN_PATH,
+    REGISTRATION_PATH,
     PAR_PATH,
     JWKS_PATH,
     USERINFO_PATH,

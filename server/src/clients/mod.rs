@@ -1,5 +1,8 @@
 //! Registered clients (RFC 6749 §2): the model, its validation, and the in-memory registry
-//! that keeps the token endpoint off the database.
+//! that keeps the token endpoint off the database. Clients come from an administrator, from
+//! dynamic registration (RFC 7591), or from their metadata document (`metadata_document`).
+
+pub mod metadata_document;
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,6 +11,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::clock::SharedClock;
+use crate::config::RegistrationPolicy;
 use crate::oauth::scope::is_scope_token;
 use crate::oauth::uri;
 use crate::secrets::{self, SecretHasher, MIN_SUPPLIED_SECRET_LEN};
@@ -25,6 +29,14 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// `client_secret_basic` or `client_secret_post`: a shared secret.
+    pub fn is_secret_based(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
@@ -87,6 +99,18 @@ impl GrantType {
     }
 }
 
+/// How a client came to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Registered by an administrator (the CLI or the admin API).
+    Static,
+    /// Registered itself at `POST /register` (RFC 7591); expires when unused.
+    Dynamic,
+    /// Named by the `https` URL of its metadata document, fetched when needed; never stored.
+    MetadataDocument,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     #[serde(rename = "client_id")]
@@ -126,6 +150,25 @@ pub struct Client {
     pub dpop_bound_access_tokens: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `static`, `dynamic` (RFC 7591) or `metadata_document`.
+    pub kind: ClientKind,
+    /// A dynamic client's registration policy: `token` or `open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_with: Option<RegistrationPolicy>,
+    /// A dynamic client's last token issuance (recorded at most daily).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    /// SHA-256 of a dynamic client's registration access token (RFC 7592 §3).
+    #[serde(skip)]
+    pub registration_token_hash: Option<String>,
+    /// The other metadata a dynamic client registered (`client_uri`, `contacts`, …), shown as
+    /// JSON.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "jwks_as_json"
+    )]
+    #[schema(value_type = Option<Object>)]
+    pub registration_metadata: Option<String>,
 }
 
 fn jwks_as_json<S: serde::Serializer>(
@@ -145,6 +188,11 @@ impl Client {
 
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// Nobody vetted it: it registered itself, or its metadata document describes it.
+    pub fn is_self_described(&self) -> bool {
+        self.kind != ClientKind::Static
     }
 }
 
@@ -185,6 +233,8 @@ pub enum RegistryError {
     Invalid(&'static str, String),
     Conflict(String),
     NotFound(String),
+    /// The initial access token was spent or expired while the registration was checked.
+    InitialTokenUnusable,
     Store(StoreError),
 }
 
@@ -194,6 +244,9 @@ impl fmt::Display for RegistryError {
             RegistryError::Invalid(field, message) => write!(f, "{field}: {message}"),
             RegistryError::Conflict(what) => write!(f, "{what} already exists"),
             RegistryError::NotFound(id) => write!(f, "no client {id}"),
+            RegistryError::InitialTokenUnusable => {
+                f.write_str("the initial access token is no longer usable")
+            }
             RegistryError::Store(e) => e.fmt(f),
         }
     }
@@ -243,6 +296,24 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
             "must be 1 to 128 characters: letters, digits and - . _ ~ : @",
         ));
     }
+    validate_metadata(new, id, now)
+}
+
+/// A client described by its metadata document, whose id is the document's URL (checked by
+/// `oauth::client_metadata_document`): the same rules as every other registration.
+pub(crate) fn metadata_document_client(
+    new: &NewClient,
+    now: i64,
+) -> Result<Client, RegistryError> {
+    let mut client = validate_metadata(new, &new.id, now)?;
+    client.kind = ClientKind::MetadataDocument;
+    // It was not created here: tokens issued to it stay valid across fetches.
+    client.created_at = 0;
+    Ok(client)
+}
+
+/// The rules every client's metadata follows, whoever registers it.
+fn validate_metadata(new: &NewClient, id: &str, now: i64) -> Result<Client, RegistryError> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("client_name", "must be 1 to 200 characters"));
@@ -386,6 +457,11 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
         dpop_bound_access_tokens: new.dpop_bound_access_tokens,
         created_at: now,
         updated_at: now,
+        kind: ClientKind::Static,
+        registered_with: None,
+        last_used_at: None,
+        registration_token_hash: None,
+        registration_metadata: None,
     })
 }
 
@@ -439,7 +515,33 @@ pub struct ClientRegistry {
     cache: DashMap<String, Arc<Client>>,
     /// Bumped on every invalidation: a read that started before one must not fill the cache.
     epoch: std::sync::atomic::AtomicU64,
+    /// Clients named by their metadata document's URL, when that is enabled (the server).
+    documents: std::sync::OnceLock<metadata_document::MetadataDocuments>,
+    /// Dynamic clients whose use this process recorded, and when (`note_use`).
+    touched: DashMap<String, i64>,
 }
+
+/// What a client id names.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Arc<Client>),
+    Unknown,
+    /// A metadata document's URL whose document could not be used; why, for people to read.
+    Refused(String),
+}
+
+/// What a client registering itself (RFC 7591) is stored with besides its metadata.
+#[derive(Debug, Clone)]
+pub struct DynamicRegistration {
+    pub policy: RegistrationPolicy,
+    /// SHA-256 of its registration access token (RFC 7592 §3).
+    pub token_hash: String,
+    /// The other metadata it registered (`client_uri`, `contacts`, …), a JSON object.
+    pub metadata: Option<String>,
+}
+
+/// How often a dynamic client's use is written: enough to expire unused clients, few writes.
+const USE_RECORDED_EVERY: i64 = 86_400;
 
 /// A created client and, when generated, its secret (shown once).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -458,7 +560,14 @@ impl ClientRegistry {
             clock,
             cache: DashMap::new(),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            documents: std::sync::OnceLock::new(),
+            touched: DashMap::new(),
         }
+    }
+
+    /// Lets `https` client ids name their metadata documents (the server, when enabled).
+    pub fn use_metadata_documents(&self, documents: metadata_document::MetadataDocuments) {
+        let _ = self.documents.set(documents);
     }
 
     pub fn hasher(&self) -> &SecretHasher {
@@ -468,7 +577,132 @@ impl ClientRegistry {
     /// Validates and stores a new client.
     pub fn create(&self, new: &NewClient) -> Result<CreatedClient, RegistryError> {
         let mut client = validate(new, self.clock.now())?;
-        let shown_secret = match &new.secret {
+        let shown_secret = self.set_secret(&mut client, &new.secret)?;
+        self.store.insert_client(&client)?;
+        self.invalidate();
+        Ok(CreatedClient {
+            client,
+            client_secret: shown_secret,
+        })
+    }
+
+    /// Stores a client that registered itself (RFC 7591 §3.1), spending one use of the
+    /// initial access token whose hash is given in the same transaction.
+    pub fn register_dynamic(
+        &self,
+        new: &NewClient,
+        registration: DynamicRegistration,
+        initial_token_hash: Option<&str>,
+    ) -> Result<CreatedClient, RegistryError> {
+        let now = self.clock.now();
+        let mut client = validate(new, now)?;
+        let shown_secret = self.set_secret(&mut client, &new.secret)?;
+        client.kind = ClientKind::Dynamic;
+        client.registered_with = Some(registration.policy);
+        client.registration_token_hash = Some(registration.token_hash);
+        client.registration_metadata = registration.metadata;
+        if !self
+            .store
+            .insert_dynamic_client(&client, initial_token_hash, now)?
+        {
+            return Err(RegistryError::InitialTokenUnusable);
+        }
+        self.invalidate();
+        Ok(CreatedClient {
+            client,
+            client_secret: shown_secret,
+        })
+    }
+
+    /// Replaces a dynamic client's metadata (RFC 7592 §2.2). Its id, secret, registration
+    /// access token and policy stay.
+    pub fn update_dynamic(
+        &self,
+        current: &Client,
+        new: &NewClient,
+        metadata: Option<String>,
+    ) -> Result<Client, RegistryError> {
+        let now = self.clock.now();
+        let mut client = validate_metadata(new, &current.id, now)?;
+        if client.auth_method.is_secret_based() != current.auth_method.is_secret_based()
+            || (client.auth_method == AuthMethod::PrivateKeyJwt)
+                != (current.auth_method == AuthMethod::PrivateKeyJwt)
+        {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                format!(
+                    "cannot change from {} to {}; register a new client instead",
+                    current.auth_method.as_str(),
+                    client.auth_method.as_str()
+                ),
+            ));
+        }
+        client.secret_hash = current.secret_hash.clone();
+        client.created_at = current.created_at;
+        client.kind = ClientKind::Dynamic;
+        client.registered_with = current.registered_with;
+        client.registration_token_hash = current.registration_token_hash.clone();
+        client.last_used_at = current.last_used_at;
+        client.registration_metadata = metadata;
+        if !self.store.update_dynamic_client(&client)? {
+            return Err(RegistryError::NotFound(current.id.clone()));
+        }
+        self.invalidate();
+        Ok(client)
+    }
+
+    /// Records that a dynamic client obtained a token: at most once a day per client, off the
+    /// request (unused dynamic clients expire: `purge_unused`).
+    pub fn note_use(&self, client: &Client) {
+        if client.kind != ClientKind::Dynamic {
+            return;
+        }
+        let now = self.clock.now();
+        let recorded = client
+            .last_used_at
+            .unwrap_or(client.created_at)
+            .max(self.touched.get(&client.id).map_or(i64::MIN, |t| *t));
+        if now - recorded < USE_RECORDED_EVERY {
+            return;
+        }
+        if self.touched.len() > 100_000 {
+            self.touched.retain(|_, at| now - *at < USE_RECORDED_EVERY);
+        }
+        self.touched.insert(client.id.clone(), now);
+        let id = client.id.clone();
+        let store = self.store.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = store.run(move |s| s.touch_client(&id, now)).await {
+                    tracing::warn!(error = %e, "recording a dynamic client's use failed");
+                }
+            });
+        }
+    }
+
+    /// Deletes the dynamic clients that obtained no token since `cutoff` (with their grants);
+    /// their ids.
+    pub fn purge_unused(&self, cutoff: i64) -> Result<Vec<String>, RegistryError> {
+        let now = self.clock.now();
+        let mut deleted = Vec::new();
+        for id in self.store.unused_dynamic_clients(cutoff)? {
+            if self.store.delete_client(&id, now)? {
+                deleted.push(id);
+            }
+        }
+        if !deleted.is_empty() {
+            self.invalidate();
+        }
+        Ok(deleted)
+    }
+
+    /// Sets the client's secret hash as chosen; the secret when generated (shown once).
+    fn set_secret(
+        &self,
+        client: &mut Client,
+        secret: &SecretChoice,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(match secret {
             // Key-authenticated clients have no secret to show.
             SecretChoice::Public | SecretChoice::Generate
                 if client.auth_method == AuthMethod::PrivateKeyJwt =>
@@ -485,12 +719,6 @@ impl ClientRegistry {
                 client.secret_hash = Some(self.hasher.hash(&secret));
                 Some(secret)
             }
-        };
-        self.store.insert_client(&client)?;
-        self.invalidate();
-        Ok(CreatedClient {
-            client,
-            client_secret: shown_secret,
         })
     }
 
@@ -519,8 +747,31 @@ impl ClientRegistry {
         }
     }
 
-    /// The client with this id: from memory when cached, else from the database.
+    /// The client with this id: from memory when cached, else from the database; for an
+    /// `https` URL, from its metadata document (when enabled).
     pub async fn find(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        Ok(match self.lookup(id).await? {
+            Lookup::Found(client) => Some(client),
+            Lookup::Unknown | Lookup::Refused(_) => None,
+        })
+    }
+
+    /// As `find`, saying why a metadata document could not be used.
+    pub async fn lookup(&self, id: &str) -> Result<Lookup, StoreError> {
+        if crate::oauth::client_metadata_document::is_metadata_document_id(id) {
+            return Ok(match self.documents.get() {
+                Some(documents) => documents.resolve(id).await,
+                None => Lookup::Unknown,
+            });
+        }
+        Ok(match self.find_registered(id).await? {
+            Some(client) => Lookup::Found(client),
+            None => Lookup::Unknown,
+        })
+    }
+
+    /// A client stored here (registered by an administrator or by itself).
+    async fn find_registered(&self, id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         // No registered id looks otherwise; spare the database (Postgres rejects NUL bytes).
         if !is_valid_client_id(id) {
             return Ok(None);

@@ -350,6 +350,7 @@ async fn consent_page(
         username: username.to_string(),
         scopes: scope_views(app, &request.scope).await,
         audience,
+        provenance: crate::views::Provenance::of(client, Some(&request.redirect_uri)),
     };
     html(StatusCode::OK, page.render(), &[&request.redirect_uri])
 }

@@ -231,6 +231,7 @@ pub async fn consent_page(session: Session, app: web::Data<App>) -> HttpResponse
         username: user.username.clone(),
         scopes: super::pages::scope_views(&app, &scopes).await,
         audience,
+        provenance: crate::views::Provenance::of(&client, None),
     };
     html(StatusCode::OK, page.render(), &[])
 }

@@ -14,6 +14,7 @@ pub mod logout;
 pub mod metrics;
 pub mod pages;
 pub mod par;
+pub mod register;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -34,11 +34,12 @@ async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpRes
     let (params, authorization) = super::form::parse(request, body)?;
     let address = super::client_address(request, app);
     let proof = super::dpop_proof(request);
-    let (grant, client_id, response) =
+    let (grant, client, response) =
         grants::token_request(app, authorization, &params, address, proof).await?;
+    let client_id = client.id.as_str();
     app.audit().record(
         "token_issued",
-        Some(&client_id),
+        Some(client_id),
         Some(&response.issued.subject),
         TokenIssued {
             grant_type: grant.as_str(),
@@ -52,7 +53,13 @@ async fn handle(request: &HttpRequest, body: &[u8], app: &App) -> Result<HttpRes
     metrics::counter!(
         "portcullis_tokens_issued_total",
         "grant" => grant.as_str(),
-        "client" => client_id
+        // Anyone can make self-described clients: one label for them all keeps the
+        // metric's cardinality bounded.
+        "client" => match client.kind {
+            crate::clients::ClientKind::Static => client.id.clone(),
+            crate::clients::ClientKind::Dynamic => "(dynamic)".to_string(),
+            crate::clients::ClientKind::MetadataDocument => "(metadata document)".to_string(),
+        }
     )
     .increment(1);
     Ok(HttpResponse::Ok()

@@ -88,12 +88,27 @@ pub async fn validate(
     // 1. The client.
     let client_id = single("client_id")?
         .ok_or_else(|| page("The application did not say who it is (client_id is missing)."))?;
-    let client = app
+    let client = match app
         .clients()
-        .find(client_id)
+        .lookup(client_id)
         .await
         .map_err(AuthorizeError::Unavailable)?
-        .ok_or_else(|| page("The application is not registered with Portcullis."))?;
+    {
+        crate::clients::Lookup::Found(client) => client,
+        crate::clients::Lookup::Unknown => {
+            return Err(page("The application is not registered with Portcullis."))
+        }
+        // draft-ietf-oauth-client-id-metadata-document §4.1.1: abort, and say why.
+        crate::clients::Lookup::Refused(why) => {
+            return Err(AuthorizeError::Page(
+                "This application could not be verified",
+                format!(
+                    "The application identifies itself by the address {}, but Portcullis could not use the description published there: {why}.",
+                    client_id.chars().take(200).collect::<String>()
+                ),
+            ))
+        }
+    };
     // 2. The redirect URI: exact match (RFC 9700 §4.1.3).
     let redirect_uri_given = single("redirect_uri")?.is_some();
     let redirect_uri = match single("redirect_uri")? {

@@ -17,7 +17,7 @@ pub const PAR_PATH: &str = "/par";
 
 pub fn metadata(settings: &Settings) -> Value {
     let issuer = &settings.issuer;
-    json!({
+    let mut document = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
@@ -56,5 +56,17 @@ pub fn metadata(settings: &Settings) -> Value {
         "device_authorization_endpoint": format!("{issuer}{DEVICE_AUTHORIZATION_PATH}"),
         "pushed_authorization_request_endpoint": format!("{issuer}{PAR_PATH}"),
         "require_pushed_authorization_requests": settings.require_pushed_authorization_requests,
-    })
+        // draft-ietf-oauth-client-id-metadata-document §5.
+        "client_id_metadata_document_supported": settings.client_id_metadata_documents,
+    });
+    // RFC 8414 §2: advertised only when someone may register.
+    if settings.registration != crate::config::RegistrationPolicy::Closed {
+        if let Some(map) = document.as_object_mut() {
+            map.insert(
+                "registration_endpoint".into(),
+                json!(format!("{issuer}{}", super::registration::REGISTRATION_PATH)),
+            );
+        }
+    }
+    document
 }

@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_metadata_document;
 pub mod delegation;
 pub mod device_authorization;
 pub mod discovery;
@@ -11,6 +12,7 @@ pub mod introspection;
 pub mod par;
 pub mod params;
 pub mod pkce;
+pub mod registration;
 pub mod revocation;
 pub mod scope;
 pub mod uri;

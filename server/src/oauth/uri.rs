@@ -13,8 +13,15 @@ pub fn validate_resource(text: &str) -> Result<Url, String> {
 
 /// RFC 6749 §3.1.2 and RFC 9700 §2.1: absolute, no fragment, and one of (an allow-list):
 /// `https`; `http` only on loopback (native apps, RFC 8252 §7.3); a private-use scheme in
-/// reverse-domain form, such as `com.example.app:/cb` (RFC 8252 §7.1).
+/// reverse-domain form, such as `com.example.app:/cb` (RFC 8252 §7.1). No wildcards: the
+/// URI is compared exactly (RFC 9700 §4.1.3), so a `*` could only mislead.
 pub fn validate_redirect_uri(text: &str) -> Result<Url, String> {
+    if text.contains('*') {
+        return Err(format!(
+            "`{}` must not contain a wildcard (redirect URIs are compared exactly)",
+            short(text)
+        ));
+    }
     let url = Url::parse(text).map_err(|_| format!("`{}` is not an absolute URI", short(text)))?;
     if url.fragment().is_some() {
         return Err(format!("`{}` must not contain a fragment", short(text)));
@@ -74,6 +81,30 @@ pub fn redirect_uri_matches(registered: &str, presented: &str) -> bool {
         && presented.password().is_none()
 }
 
+/// Where a redirect URI sends the browser, as a person should read it: its host (with the
+/// port when one is given), or a private-use scheme (an app on this device).
+pub fn redirect_target(uri: &str) -> String {
+    match Url::parse(uri) {
+        Ok(url) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => format!("{}:", url.scheme()),
+        },
+        Err(_) => short(uri),
+    }
+}
+
+/// Whether a redirect URI points at this device's loopback interface (RFC 8252 §7.3):
+/// 127.0.0.0/8, ::1 or `localhost`.
+pub fn is_loopback_redirect(uri: &str) -> bool {
+    match Url::parse(uri).ok().as_ref().and_then(Url::host) {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// RFC 8252 §7.1: a scheme based on a domain name the app's publisher controls, reversed:
 /// at least two dot-separated labels (`com.example.app`). Schemes with other meanings (`ws`,
 /// `ftp`, `blob`, `about`…) have no dot.
@@ -92,6 +123,18 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_targets_are_shown_by_host() {
+        assert_eq!(redirect_target("https://app.example.com/cb?x=1"), "app.example.com");
+        assert_eq!(redirect_target("http://127.0.0.1:5000/cb"), "127.0.0.1:5000");
+        assert_eq!(redirect_target("com.example.app:/cb"), "com.example.app:");
+        assert!(is_loopback_redirect("http://127.0.0.1:5000/cb"));
+        assert!(is_loopback_redirect("http://[::1]/cb"));
+        assert!(is_loopback_redirect("http://localhost:8080/cb"));
+        assert!(!is_loopback_redirect("https://app.example.com/cb"));
+        assert!(!is_loopback_redirect("com.example.app:/cb"));
+    }
 
     #[test]
     fn resources_are_absolute_without_fragment() {
@@ -157,5 +200,7 @@ mod tests {
         }
         assert!(validate_redirect_uri("com.example.app-dev:/oauth2redirect").is_ok());
         assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
+        assert!(validate_redirect_uri("https://*.example.com/cb").is_err());
+        assert!(validate_redirect_uri("https://app.example.com/*").is_err());
     }
 }

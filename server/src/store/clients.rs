@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use super::cluster_state::{self, CLIENTS};
 use super::schema::clients;
 use super::{decode_list, encode_list, Store, StoreError};
-use crate::clients::{AuthMethod, Client, GrantType};
+use crate::clients::{AuthMethod, Client, ClientKind, GrantType};
+use crate::config::RegistrationPolicy;
 
 #[derive(Queryable, Insertable, Selectable)]
 #[diesel(table_name = clients)]
@@ -27,6 +28,10 @@ struct ClientRow {
     introspection_audiences: String,
     require_pushed_authorization_requests: bool,
     dpop_bound_access_tokens: bool,
+    registered_with: Option<String>,
+    registration_token_hash: Option<String>,
+    registration_metadata: Option<String>,
+    last_used_at: Option<i64>,
 }
 
 impl ClientRow {
@@ -56,6 +61,10 @@ impl ClientRow {
             introspection_audiences: encode_list(&client.introspection_audiences),
             require_pushed_authorization_requests: client.require_pushed_authorization_requests,
             dpop_bound_access_tokens: client.dpop_bound_access_tokens,
+            registered_with: client.registered_with.map(|p| p.as_str().to_string()),
+            registration_token_hash: client.registration_token_hash.clone(),
+            registration_metadata: client.registration_metadata.clone(),
+            last_used_at: client.last_used_at,
         }
     }
 
@@ -73,7 +82,22 @@ impl ClientRow {
                     .ok_or_else(|| StoreError::Corrupt(format!("client {}: grant {g}", self.id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let registered_with = match self.registered_with.as_deref() {
+            None => None,
+            Some(text) => Some(RegistrationPolicy::parse(text).ok_or_else(|| {
+                StoreError::Corrupt(format!("client {}: registered with {text}", self.id))
+            })?),
+        };
         Ok(Client {
+            kind: if registered_with.is_some() {
+                ClientKind::Dynamic
+            } else {
+                ClientKind::Static
+            },
+            registered_with,
+            registration_token_hash: self.registration_token_hash,
+            registration_metadata: self.registration_metadata,
+            last_used_at: self.last_used_at,
             scopes: decode_list("scopes", &self.scopes)?,
             audiences: decode_list("audiences", &self.audiences)?,
             redirect_uris: decode_list("redirect_uris", &self.redirect_uris)?,
@@ -190,6 +214,89 @@ impl Store {
 }
 
 impl Store {
+    /// Inserts a client that registered itself (RFC 7591). With `initial_token_hash`, one
+    /// use of that initial access token is spent in the same transaction; false (nothing
+    /// written) when it is no longer usable.
+    pub fn insert_dynamic_client(
+        &self,
+        client: &Client,
+        initial_token_hash: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let row = ClientRow::from_client(client);
+        conn.transaction(|conn| {
+            if let Some(hash) = initial_token_hash {
+                if !super::registration::spend_initial_token(conn, hash, now)? {
+                    return Ok(false);
+                }
+            }
+            diesel::insert_into(clients::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(|e| super::conflict_or_query(e, format!("client {}", row.id)))?;
+            cluster_state::bump(conn, CLIENTS)?;
+            Ok(true)
+        })
+    }
+
+    /// Replaces a dynamic client's metadata (RFC 7592 §2.2); false when there is none.
+    pub fn update_dynamic_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let row = ClientRow::from_client(client);
+        conn.transaction(|conn| {
+            let updated = diesel::update(
+                clients::table
+                    .filter(clients::id.eq(&row.id))
+                    .filter(clients::registered_with.is_not_null()),
+            )
+            .set((
+                clients::name.eq(&row.name),
+                clients::token_endpoint_auth_method.eq(&row.token_endpoint_auth_method),
+                clients::grant_types.eq(&row.grant_types),
+                clients::scopes.eq(&row.scopes),
+                clients::audiences.eq(&row.audiences),
+                clients::redirect_uris.eq(&row.redirect_uris),
+                clients::post_logout_redirect_uris.eq(&row.post_logout_redirect_uris),
+                clients::jwks.eq(&row.jwks),
+                clients::id_token_signed_response_alg.eq(&row.id_token_signed_response_alg),
+                clients::require_pushed_authorization_requests
+                    .eq(row.require_pushed_authorization_requests),
+                clients::dpop_bound_access_tokens.eq(row.dpop_bound_access_tokens),
+                clients::registration_metadata.eq(&row.registration_metadata),
+                clients::updated_at.eq(row.updated_at),
+            ))
+            .execute(conn)?;
+            if updated > 0 {
+                cluster_state::bump(conn, CLIENTS)?;
+            }
+            Ok(updated > 0)
+        })
+    }
+
+    /// Records a dynamic client's use. No cluster bump: caches may keep the older time.
+    pub fn touch_client(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        diesel::update(clients::table.filter(clients::id.eq(id)))
+            .set(clients::last_used_at.eq(now))
+            .execute(&mut self.conn()?)?;
+        Ok(())
+    }
+
+    /// The dynamic clients last used (or, never used, created) before `cutoff`.
+    pub fn unused_dynamic_clients(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        Ok(clients::table
+            .filter(clients::registered_with.is_not_null())
+            .filter(
+                clients::last_used_at.lt(cutoff).or(clients::last_used_at
+                    .is_null()
+                    .and(clients::created_at.lt(cutoff))),
+            )
+            .select(clients::id)
+            .order(clients::id)
+            .limit(1000)
+            .load(&mut self.conn()?)?)
+    }
+
     /// Replaces a client's roles; false when there is no such client.
     pub fn set_client_roles(
         &self,

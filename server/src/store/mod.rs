@@ -11,6 +11,7 @@ pub mod db;
 pub mod device;
 pub mod grants;
 pub mod pushed_requests;
+pub mod registration;
 pub mod schema;
 pub mod signing_keys;
 pub mod token_exchanges;

@@ -19,6 +19,22 @@ diesel::table! {
         introspection_audiences -> Text,
         require_pushed_authorization_requests -> Bool,
         dpop_bound_access_tokens -> Bool,
+        registered_with -> Nullable<Text>,
+        registration_token_hash -> Nullable<Text>,
+        registration_metadata -> Nullable<Text>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    initial_access_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        description -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        max_uses -> Nullable<BigInt>,
+        uses -> BigInt,
     }
 }
 

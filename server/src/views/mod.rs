@@ -28,6 +28,41 @@ pub struct ConsentPage {
     pub username: String,
     pub scopes: Vec<ScopeView>,
     pub audience: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// What a person should know of where an application comes from and where it sends them
+/// (draft-ietf-oauth-client-id-metadata-document §6.4; RFC 7591 §5).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The host of a metadata-document client's `client_id` URL.
+    pub client_host: Option<String>,
+    /// Where the browser goes after the decision: the redirect URI's host (and port), or a
+    /// private-use scheme.
+    pub redirect_host: Option<String>,
+    /// Nobody reviewed it: it registered itself or describes itself in its document.
+    pub self_described: bool,
+    /// A self-described application whose every redirect URI is on this device: anyone can
+    /// register one, so the person should have started it themselves.
+    pub loopback_only: bool,
+}
+
+impl Provenance {
+    pub fn of(client: &crate::clients::Client, redirect_uri: Option<&str>) -> Provenance {
+        use crate::oauth::uri::{is_loopback_redirect, redirect_target};
+        let client_host = (client.kind == crate::clients::ClientKind::MetadataDocument)
+            .then(|| url::Url::parse(&client.id).ok())
+            .flatten()
+            .and_then(|u| u.host_str().map(str::to_string));
+        Provenance {
+            client_host,
+            redirect_host: redirect_uri.map(redirect_target),
+            self_described: client.is_self_described(),
+            loopback_only: client.is_self_described()
+                && !client.redirect_uris.is_empty()
+                && client.redirect_uris.iter().all(|r| is_loopback_redirect(r)),
+        }
+    }
 }
 
 #[derive(Template)]

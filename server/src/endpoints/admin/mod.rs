@@ -99,6 +99,9 @@ impl From<RegistryError> for AdminError {
             RegistryError::Invalid(field, message) => invalid_field(field, message),
             RegistryError::Conflict(what) => AdminError::Conflict(format!("{what} already exists")),
             RegistryError::NotFound(id) => AdminError::NotFound(format!("no client {id}")),
+            RegistryError::InitialTokenUnusable => {
+                invalid_field("initial_access_token", "no longer usable")
+            }
             RegistryError::Store(e) => AdminError::Unavailable(e.to_string()),
         }
     }

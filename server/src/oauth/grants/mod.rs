@@ -30,7 +30,7 @@ pub async fn token_request(
     params: &Params,
     address: IpAddr,
     proof: dpop::Presented<'_>,
-) -> Result<(GrantType, String, TokenResponse), OAuthError> {
+) -> Result<(GrantType, Arc<Client>, TokenResponse), OAuthError> {
     let grant_type = match params.required("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
         "authorization_code" => GrantType::AuthorizationCode,
@@ -77,7 +77,9 @@ pub async fn token_request(
         GrantType::DeviceCode => device_code::exchange(app, &client, params, jkt).await?,
         GrantType::TokenExchange => token_exchange::exchange(app, &client, params, jkt).await?,
     };
-    Ok((grant_type, client.id.clone(), response))
+    // Unused dynamic clients expire (RFC 7591 registrations nobody looks after).
+    app.clients().note_use(&client);
+    Ok((grant_type, client, response))
 }
 
 /// Authenticates the client within the limits on guessing (`client_auth::authenticate`), then
