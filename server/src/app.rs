@@ -463,7 +463,8 @@ impl App {
     /// nobody looks after) and the initial access tokens that expired.
     fn purge_registrations(&self) -> Result<(), String> {
         let now = self.now();
-        let expiry = i64::try_from(self.inner.settings.dynamic_client_expiry).unwrap_or(i64::MAX / 4);
+        let expiry =
+            i64::try_from(self.inner.settings.dynamic_client_expiry).unwrap_or(i64::MAX / 4);
         let deleted = self
             .inner
             .clients

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use portcullis::app::Foundation;
-use portcullis::clients::{NewClient, SecretChoice};
+use portcullis::clients::initial_access_tokens::NewInitialToken;
+use portcullis::clients::{ClientKind, NewClient, SecretChoice};
 use portcullis::clock::{Clock, SharedClock, SystemClock};
 use portcullis::config::Settings;
 use portcullis::jose::keyring::format_time;
@@ -43,6 +44,9 @@ enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Dynamic client registration (RFC 7591): initial access tokens.
+    #[command(subcommand)]
+    Registration(RegistrationCommand),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -72,13 +76,53 @@ enum AuditCommand {
 enum ClientCommand {
     /// Register a client; prints JSON with its id and, when generated, its secret (shown once).
     Create(Box<CreateClient>),
-    /// List clients as JSON.
-    List,
-    /// Delete a client.
+    /// List clients as JSON (each with its `kind`: `static` or `dynamic`).
+    List {
+        /// Only clients of this kind: `static` (an administrator's) or `dynamic` (RFC 7591).
+        #[arg(long, value_parser = ["static", "dynamic"])]
+        kind: Option<String>,
+    },
+    /// Delete a client (a dynamic one too).
     Delete {
         #[arg(long)]
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RegistrationCommand {
+    /// Initial access tokens, which registrations present under `registration = "token"`.
+    #[command(subcommand)]
+    Token(RegistrationTokenCommand),
+}
+
+#[derive(Subcommand)]
+enum RegistrationTokenCommand {
+    /// Create an initial access token; prints JSON with the token (shown once).
+    Create {
+        /// Who it is for, to recognise it in `list`.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// How long it can be used: seconds, or with a unit (`30m`, `12h`, `7d`); default: no
+        /// expiry.
+        #[arg(long, value_parser = duration)]
+        expires_in: Option<u64>,
+        /// How many registrations it allows; default: no limit.
+        #[arg(long)]
+        max_uses: Option<u64>,
+    },
+    /// List initial access tokens as JSON (never the tokens themselves).
+    List,
+    /// Revoke an initial access token (the clients it registered stay).
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+fn duration(text: &str) -> Result<u64, String> {
+    portcullis::config::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (90, 15m, 12h, 7d)"))
 }
 
 #[derive(Args)]
@@ -268,6 +312,9 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Migrate => Foundation::open(&settings).map(|_| println!("migrations applied")),
         Command::Client(command) => client(settings, command),
+        Command::Registration(RegistrationCommand::Token(command)) => {
+            registration_token(settings, command)
+        }
         Command::User(command) => user(settings, command),
         Command::Role(command) => role(settings, command),
         Command::Resource(command) => resource(settings, command),
@@ -392,13 +439,66 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
             );
             print_json(&created)
         }
-        ClientCommand::List => print_json(&registry.list().map_err(|e| e.to_string())?),
+        ClientCommand::List { kind } => {
+            let mut clients = registry.list().map_err(|e| e.to_string())?;
+            if let Some(kind) = kind {
+                clients.retain(|c| match c.kind {
+                    ClientKind::Dynamic => kind == "dynamic",
+                    _ => kind == "static",
+                });
+            }
+            print_json(&clients)
+        }
         ClientCommand::Delete { id } => {
             registry.delete(&id).map_err(|e| e.to_string())?;
             cli_audit(
                 &foundation,
                 "client_deleted",
                 serde_json::json!({ "client_id": id }),
+            );
+            print_json(&serde_json::json!({ "deleted": id }))
+        }
+    }
+}
+
+fn registration_token(settings: Settings, command: RegistrationTokenCommand) -> Result<(), String> {
+    let foundation = Foundation::open(&settings)?;
+    let registry = foundation.client_registry(clock());
+    match command {
+        RegistrationTokenCommand::Create {
+            description,
+            expires_in,
+            max_uses,
+        } => {
+            let created = registry
+                .create_initial_token(&NewInitialToken {
+                    description,
+                    expires_in,
+                    max_uses,
+                })
+                .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "initial_access_token_created",
+                serde_json::json!({
+                    "id": created.record.id,
+                    "expires_at": created.record.expires_at,
+                    "max_uses": created.record.max_uses,
+                }),
+            );
+            print_json(&created)
+        }
+        RegistrationTokenCommand::List => {
+            print_json(&registry.list_initial_tokens().map_err(|e| e.to_string())?)
+        }
+        RegistrationTokenCommand::Delete { id } => {
+            registry
+                .delete_initial_token(&id)
+                .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "initial_access_token_deleted",
+                serde_json::json!({ "id": id }),
             );
             print_json(&serde_json::json!({ "deleted": id }))
         }

@@ -74,7 +74,10 @@ impl fmt::Display for FetchError {
             FetchError::Tls(e) => write!(f, "its server's certificate was not accepted ({e})"),
             FetchError::Timeout => f.write_str("its server did not answer in time"),
             FetchError::Redirect(status) => {
-                write!(f, "its server answered with a redirect ({status}), which is not followed")
+                write!(
+                    f,
+                    "its server answered with a redirect ({status}), which is not followed"
+                )
             }
             FetchError::Status(status) => write!(f, "its server answered {status}, not 200"),
             FetchError::TooLarge(max) => write!(f, "it is larger than {max} bytes"),
@@ -151,9 +154,11 @@ impl Fetcher {
         }
         let port = url.port_or_known_default().unwrap_or(443);
         let host = url.host().ok_or(FetchError::BadUrl("has no host"))?;
-        let exempt = url
-            .host_str()
-            .is_some_and(|h| self.allow_private_hosts.iter().any(|a| a == &h.to_ascii_lowercase()));
+        let exempt = url.host_str().is_some_and(|h| {
+            self.allow_private_hosts
+                .iter()
+                .any(|a| a == &h.to_ascii_lowercase())
+        });
         let (addresses, server_name): (Vec<SocketAddr>, ServerName<'static>) = match host {
             Host::Ipv4(ip) => (
                 vec![SocketAddr::new(IpAddr::V4(ip), port)],
@@ -272,7 +277,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
     match s0 {
         // NAT64 well-known prefix 64:ff9b::/96 reaches the embedded IPv4 address; the
         // local-use prefix 64:ff9b:1::/48 reaches whatever the network maps it to.
-        0x0064 if s1 == 0xff9b => s2 != 0 || [s3, s4, s5] != [0; 3] || forbidden_v4(embedded(s6, s7)),
+        0x0064 if s1 == 0xff9b => {
+            s2 != 0 || [s3, s4, s5] != [0; 3] || forbidden_v4(embedded(s6, s7))
+        }
         // Discard-only 100::/64.
         0x0100 => [s1, s2, s3] == [0; 3],
         // IETF protocol assignments 2001::/23 (Teredo among them) and documentation.
@@ -299,7 +306,9 @@ async fn read_response<S: AsyncRead + Unpin>(
     let (head_length, status, headers) = loop {
         let read = read_some(stream, &mut chunk).await?;
         if read == 0 {
-            return Err(FetchError::Malformed("the connection closed before the answer"));
+            return Err(FetchError::Malformed(
+                "the connection closed before the answer",
+            ));
         }
         buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
         let mut slots = [httparse::EMPTY_HEADER; 64];
@@ -339,7 +348,9 @@ async fn read_response<S: AsyncRead + Unpin>(
         .iter()
         .any(|v| !v.eq_ignore_ascii_case("identity"))
     {
-        return Err(FetchError::Malformed("a content encoding was not asked for"));
+        return Err(FetchError::Malformed(
+            "a content encoding was not asked for",
+        ));
     }
     let chunked = header("transfer-encoding")
         .iter()
@@ -561,10 +572,7 @@ mod tests {
             Some(b"Wikipedia".to_vec())
         );
         assert_eq!(decode_chunked(b"4\r\nWi", 100).unwrap(), None);
-        assert_eq!(
-            decode_chunked(data, 5),
-            Err(FetchError::TooLarge(5))
-        );
+        assert_eq!(decode_chunked(data, 5), Err(FetchError::TooLarge(5)));
         assert!(decode_chunked(b"zz\r\n", 100).is_err());
         assert!(decode_chunked(b"4\r\nWikiXX", 100).is_err());
     }
@@ -577,13 +585,19 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect()
         };
-        assert_eq!(freshness(&h(&[("cache-control", "public, max-age=600")])), Some(600));
+        assert_eq!(
+            freshness(&h(&[("cache-control", "public, max-age=600")])),
+            Some(600)
+        );
         assert_eq!(
             freshness(&h(&[("cache-control", "max-age=600"), ("age", "100")])),
             Some(500)
         );
         assert_eq!(freshness(&h(&[("cache-control", "no-store")])), Some(0));
-        assert_eq!(freshness(&h(&[("cache-control", "no-cache, max-age=60")])), Some(0));
+        assert_eq!(
+            freshness(&h(&[("cache-control", "no-cache, max-age=60")])),
+            Some(0)
+        );
         assert_eq!(
             freshness(&h(&[
                 ("date", "Mon, 30 Nov 2026 10:00:00 GMT"),
@@ -631,10 +645,8 @@ mod tests {
             read_response(&mut stream, 100).await.unwrap_err(),
             FetchError::TooLarge(100)
         );
-        assert!(
-            read("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nxx")
-                .await
-                .is_err()
-        );
+        assert!(read("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nxx")
+            .await
+            .is_err());
     }
 }

@@ -8,11 +8,11 @@ use crate::endpoints::{
     self, authorize, device, device_authorization, discovery, health, introspect, json_error, jwks,
     login, logout, metrics, par, register, revoke, token, userinfo,
 };
-use crate::oauth::registration::REGISTRATION_PATH;
 use crate::oauth::discovery::{
     AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, END_SESSION_PATH, JWKS_PATH, PAR_PATH,
     TOKEN_PATH, USERINFO_PATH,
 };
+use crate::oauth::registration::REGISTRATION_PATH;
 use crate::session::SessionBackend;
 
 /// `sessions` wraps only the browser pages: protocol endpoints authenticate each request by

@@ -108,9 +108,7 @@ impl MetadataDocuments {
                 .filter(|u| u.scheme() == "https")
                 .ok_or("its jwks_uri is not an https URL")?;
             if !host_allowed(&keys_url, &self.settings.client_id_metadata_document_hosts) {
-                return Err(
-                    "this server does not fetch keys from the host of its jwks_uri".into(),
-                );
+                return Err("this server does not fetch keys from the host of its jwks_uri".into());
             }
             let keys = self
                 .fetcher
@@ -134,9 +132,8 @@ impl MetadataDocuments {
             .to_new_client(id, &rules)
             .map_err(|e| e.description.into_owned())?;
         let now = self.clock.now();
-        let client = Arc::new(
-            super::metadata_document_client(&new, now).map_err(|e| e.to_string())?,
-        );
+        let client =
+            Arc::new(super::metadata_document_client(&new, now).map_err(|e| e.to_string())?);
         let ttl = max_age.unwrap_or(DEFAULT_TTL).clamp(
             self.settings.client_metadata_cache_min_ttl,
             self.settings.client_metadata_cache_max_ttl,

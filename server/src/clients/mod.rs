@@ -2,13 +2,14 @@
 //! that keeps the token endpoint off the database. Clients come from an administrator, from
 //! dynamic registration (RFC 7591), or from their metadata document (`metadata_document`).
 
+pub mod initial_access_tokens;
 pub mod metadata_document;
 
 use std::fmt;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
 use crate::config::RegistrationPolicy;
@@ -100,7 +101,7 @@ impl GrantType {
 }
 
 /// How a client came to exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientKind {
     /// Registered by an administrator (the CLI or the admin API).
@@ -235,6 +236,8 @@ pub enum RegistryError {
     NotFound(String),
     /// The initial access token was spent or expired while the registration was checked.
     InitialTokenUnusable,
+    /// No initial access token with this id.
+    NoInitialToken(String),
     Store(StoreError),
 }
 
@@ -247,6 +250,7 @@ impl fmt::Display for RegistryError {
             RegistryError::InitialTokenUnusable => {
                 f.write_str("the initial access token is no longer usable")
             }
+            RegistryError::NoInitialToken(id) => write!(f, "no initial access token {id}"),
             RegistryError::Store(e) => e.fmt(f),
         }
     }
@@ -301,10 +305,7 @@ fn validate(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
 
 /// A client described by its metadata document, whose id is the document's URL (checked by
 /// `oauth::client_metadata_document`): the same rules as every other registration.
-pub(crate) fn metadata_document_client(
-    new: &NewClient,
-    now: i64,
-) -> Result<Client, RegistryError> {
+pub(crate) fn metadata_document_client(new: &NewClient, now: i64) -> Result<Client, RegistryError> {
     let mut client = validate_metadata(new, &new.id, now)?;
     client.kind = ClientKind::MetadataDocument;
     // It was not created here: tokens issued to it stay valid across fetches.

@@ -28,10 +28,9 @@ fn refuse_when_closed(app: &App) -> Option<HttpResponse> {
             "access_denied",
             "client registration is not enabled on this server",
         );
-        response.headers_mut().insert(
-            header::PRAGMA,
-            header::HeaderValue::from_static("no-cache"),
-        );
+        response
+            .headers_mut()
+            .insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
         response
     })
 }

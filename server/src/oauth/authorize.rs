@@ -259,7 +259,8 @@ pub async fn validate(
                 "code_challenge is malformed",
             )))
         }
-        None if client.is_public() || app.settings().require_pkce => {
+        // Public clients, and clients nobody vetted (RFC 7591, metadata documents), always.
+        None if client.is_public() || client.is_self_described() || app.settings().require_pkce => {
             return Err(fail(OAuthError::invalid_request(
                 "code_challenge (PKCE, S256) is required",
             )))

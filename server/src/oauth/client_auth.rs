@@ -8,7 +8,7 @@ use percent_encoding::percent_decode_str;
 
 use super::params::Params;
 use crate::app::App;
-use crate::clients::{AuthMethod, Client};
+use crate::clients::{AuthMethod, Client, Lookup};
 use crate::error::{Challenge, OAuthError};
 use crate::jose::keys::Verifier;
 
@@ -263,10 +263,22 @@ pub async fn authenticate(
 ) -> Result<Arc<Client>, OAuthError> {
     let registry = app.clients();
     let fail = || OAuthError::invalid_client(presented.challenge());
-    let client = registry
-        .find(presented.client_id())
+    let client = match registry
+        .lookup(presented.client_id())
         .await
-        .map_err(|e| OAuthError::temporarily_unavailable(&e))?;
+        .map_err(|e| OAuthError::temporarily_unavailable(&e))?
+    {
+        Lookup::Found(client) => Some(client),
+        Lookup::Unknown => None,
+        // draft-ietf-oauth-client-id-metadata-document §4.1.1: the request fails, and says
+        // why (nothing secret was checked: nothing to count).
+        Lookup::Refused(why) => {
+            let mut error = fail();
+            error.description =
+                format!("the client's metadata document was not accepted: {why}").into();
+            return Err(error);
+        }
+    };
     let secret_ok = |client: &Client, secret: &str| {
         client
             .secret_hash

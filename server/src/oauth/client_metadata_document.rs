@@ -12,10 +12,11 @@ use super::registration::ClientMetadata;
 /// every grant).
 pub const MAX_CLIENT_ID_URL: usize = 512;
 
-/// Whether a `client_id` is a Client Identifier URL rather than an id Portcullis issued (those
-/// never contain `/`, so never start with `https://`; §7.1).
+/// Whether a `client_id` is meant as a Client Identifier URL rather than an id Portcullis
+/// issued (those never contain `/`; §7.1). An `http://` one is taken as such too, so that it
+/// is refused with a reason (§3: `https` only) rather than as an unknown client.
 pub fn is_metadata_document_id(id: &str) -> bool {
-    id.starts_with("https://")
+    id.starts_with("https://") || id.starts_with("http://")
 }
 
 /// §3: a Client Identifier URL uses `https`, has a path, no user information, no fragment and
@@ -47,7 +48,10 @@ pub fn parse_client_id(id: &str) -> Result<Url, String> {
     if path.is_empty() {
         return Err("the client_id URL must have a path".into());
     }
-    if path.split('/').any(|segment| segment == "." || segment == "..") {
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
         return Err("the client_id URL must not contain . or .. path segments".into());
     }
     if url.as_str() != id {
@@ -140,13 +144,17 @@ mod tests {
         assert!(check_document(url, &good).is_ok());
         let mut other = good.clone();
         other["client_id"] = "https://evil.example.com/client.json".into();
-        assert!(check_document(url, &other).unwrap_err().contains("not the URL"));
+        assert!(check_document(url, &other)
+            .unwrap_err()
+            .contains("not the URL"));
         let mut trailing = good.clone();
         trailing["client_id"] = format!("{url}/").into();
         assert!(check_document(url, &trailing).is_err(), "compared exactly");
         let mut secret = good.clone();
         secret["client_secret"] = "s3cret".into();
-        assert!(check_document(url, &secret).unwrap_err().contains("client_secret"));
+        assert!(check_document(url, &secret)
+            .unwrap_err()
+            .contains("client_secret"));
         let mut keyless = good.clone();
         keyless["token_endpoint_auth_method"] = "private_key_jwt".into();
         assert!(check_document(url, &keyless).is_err());

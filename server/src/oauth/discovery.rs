@@ -64,7 +64,10 @@ pub fn metadata(settings: &Settings) -> Value {
         if let Some(map) = document.as_object_mut() {
             map.insert(
                 "registration_endpoint".into(),
-                json!(format!("{issuer}{}", super::registration::REGISTRATION_PATH)),
+                json!(format!(
+                    "{issuer}{}",
+                    super::registration::REGISTRATION_PATH
+                )),
             );
         }
     }

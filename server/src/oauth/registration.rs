@@ -118,9 +118,7 @@ impl ClientMetadata {
         for name in DESCRIPTIVE_TEXTS {
             if let Some(value) = text(name)? {
                 if value.chars().count() > 255 {
-                    return Err(invalid_metadata(format!(
-                        "{name}: at most 255 characters"
-                    )));
+                    return Err(invalid_metadata(format!("{name}: at most 255 characters")));
                 }
                 descriptive.insert(name.into(), Value::String(value));
             }
@@ -143,8 +141,11 @@ impl ClientMetadata {
             scope: text("scope")?,
             jwks,
             jwks_uri: text("jwks_uri")?,
-            post_logout_redirect_uris: list("post_logout_redirect_uris", ErrorCode::InvalidRedirectUri)?
-                .unwrap_or_default(),
+            post_logout_redirect_uris: list(
+                "post_logout_redirect_uris",
+                ErrorCode::InvalidRedirectUri,
+            )?
+            .unwrap_or_default(),
             id_token_signed_response_alg: text("id_token_signed_response_alg")?,
             require_pushed_authorization_requests: flag("require_pushed_authorization_requests")?,
             dpop_bound_access_tokens: flag("dpop_bound_access_tokens")?,
@@ -245,6 +246,26 @@ impl ClientMetadata {
                 "software statements are not accepted by this server",
             ));
         }
+        // §2: redirect URIs of a client nobody vetted are `https` or loopback `http` (a
+        // private-use scheme can be claimed by any app on the device); fragments and
+        // wildcards are refused by the registry's own rules, with the same error code.
+        for (field, uris) in [
+            ("redirect_uris", &self.redirect_uris),
+            ("post_logout_redirect_uris", &self.post_logout_redirect_uris),
+        ] {
+            if let Some(bad) = uris
+                .iter()
+                .find(|u| !crate::oauth::uri::is_https_or_loopback(u))
+            {
+                return Err(metadata_error(
+                    ErrorCode::InvalidRedirectUri,
+                    format!(
+                        "{field}: `{}` must use https, or http on a loopback address",
+                        bad.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
+        }
         let method = match self.token_endpoint_auth_method.as_deref() {
             None => rules.default_auth_method,
             Some(text) => AuthMethod::parse(text)
@@ -322,10 +343,9 @@ impl ClientMetadata {
         }
         let scopes: Vec<String> = match (requested, rules.scope_ceiling) {
             (None, _) => rules.default_scopes.to_vec(),
-            (Some(asked), Some(ceiling)) => asked
-                .into_iter()
-                .filter(|s| ceiling.contains(s))
-                .collect(),
+            (Some(asked), Some(ceiling)) => {
+                asked.into_iter().filter(|s| ceiling.contains(s)).collect()
+            }
             (Some(asked), None) => asked,
         };
         if self.jwks_uri.is_some() && method != AuthMethod::PrivateKeyJwt {
@@ -369,13 +389,16 @@ impl ClientMetadata {
 /// A registry refusal as RFC 7591 §3.2.2 words it: redirect URIs have their own code.
 pub fn registry_error(error: RegistryError) -> OAuthError {
     match error {
-        RegistryError::Invalid(field @ ("redirect_uris" | "post_logout_redirect_uris"), message) => {
-            metadata_error(ErrorCode::InvalidRedirectUri, format!("{field}: {message}"))
-        }
+        RegistryError::Invalid(
+            field @ ("redirect_uris" | "post_logout_redirect_uris"),
+            message,
+        ) => metadata_error(ErrorCode::InvalidRedirectUri, format!("{field}: {message}")),
         RegistryError::Invalid(field, message) => invalid_metadata(format!("{field}: {message}")),
         RegistryError::InitialTokenUnusable => initial_token_refused(),
         RegistryError::Conflict(what) => OAuthError::server_error(&format!("{what} exists")),
-        RegistryError::NotFound(_) => invalid_registration_token(),
+        RegistryError::NotFound(_) | RegistryError::NoInitialToken(_) => {
+            invalid_registration_token()
+        }
         RegistryError::Store(e) => OAuthError::temporarily_unavailable(&e),
     }
 }
@@ -417,7 +440,9 @@ where
     match tokio::time::timeout(deadline, tokio::task::spawn_blocking(move || work(&app))).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(OAuthError::server_error(&e)),
-        Err(_) => Err(OAuthError::temporarily_unavailable(&"registration timed out")),
+        Err(_) => Err(OAuthError::temporarily_unavailable(
+            &"registration timed out",
+        )),
     }
 }
 
@@ -499,12 +524,7 @@ pub fn client_information(
     }
     put(
         "registration_client_uri",
-        format!(
-            "{}{REGISTRATION_PATH}/{}",
-            app.settings().issuer,
-            client.id
-        )
-        .into(),
+        format!("{}{REGISTRATION_PATH}/{}", app.settings().issuer, client.id).into(),
     );
     put(
         "registration_access_token",
@@ -633,9 +653,8 @@ async fn authorized(
     client_id: &str,
     bearer: Option<&str>,
 ) -> Result<Arc<Client>, OAuthError> {
-    let token = bearer.ok_or_else(|| {
-        token_required("the registration access token is required")
-    })?;
+    let token =
+        bearer.ok_or_else(|| token_required("the registration access token is required"))?;
     if !crate::clients::is_valid_client_id(client_id) {
         return Err(invalid_registration_token());
     }
@@ -666,7 +685,12 @@ pub async fn read(
     bearer: Option<&str>,
 ) -> Result<Map<String, Value>, OAuthError> {
     let client = authorized(app, client_id, bearer).await?;
-    Ok(client_information(app, &client, bearer.unwrap_or_default(), None))
+    Ok(client_information(
+        app,
+        &client,
+        bearer.unwrap_or_default(),
+        None,
+    ))
 }
 
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): the whole metadata again, replacing what was
@@ -680,6 +704,19 @@ pub async fn update(
 ) -> Result<Map<String, Value>, OAuthError> {
     let current = authorized(app, client_id, bearer).await?;
     let document = parse_body(body)?;
+    // §2.2: these are the server's to give, never the client's to send.
+    for name in [
+        "registration_access_token",
+        "registration_client_uri",
+        "client_secret_expires_at",
+        "client_id_issued_at",
+    ] {
+        if document.contains_key(name) {
+            return Err(OAuthError::invalid_request(format!(
+                "the request must not include {name} (RFC 7592 §2.2)"
+            )));
+        }
+    }
     if document.get("client_id").and_then(Value::as_str) != Some(current.id.as_str()) {
         return Err(invalid_metadata(
             "client_id: the request must include the client's own client_id",
@@ -699,8 +736,6 @@ pub async fn update(
             ));
         }
     }
-    // registration_access_token, registration_client_uri, client_secret_expires_at and
-    // client_id_issued_at are the server's: ignored if sent back.
     let metadata = ClientMetadata::parse(&document)?;
     if metadata.jwks_uri.is_some() {
         return Err(invalid_metadata(
@@ -738,7 +773,10 @@ pub async fn update(
 pub async fn delete(app: &App, client_id: &str, bearer: Option<&str>) -> Result<(), OAuthError> {
     let client = authorized(app, client_id, bearer).await?;
     let id = client.id.clone();
-    blocking(app, move |app| app.clients().delete(&id).map_err(registry_error)).await?;
+    blocking(app, move |app| {
+        app.clients().delete(&id).map_err(registry_error)
+    })
+    .await?;
     app.audit().record(
         "client_deleted",
         Some(&client.id),
@@ -781,7 +819,9 @@ mod tests {
             "unknown_field": {"ignored": true},
         }))
         .unwrap();
-        let new = metadata.to_new_client("dyn-x", &open_rules(&scopes)).unwrap();
+        let new = metadata
+            .to_new_client("dyn-x", &open_rules(&scopes))
+            .unwrap();
         assert!(matches!(new.secret, SecretChoice::Public));
         assert_eq!(new.scopes, scopes, "scopes beyond the ceiling are dropped");
         assert_eq!(new.grant_types, vec!["authorization_code", "refresh_token"]);
@@ -800,22 +840,36 @@ mod tests {
             },
         };
         use ErrorCode::*;
-        assert_eq!(code_of(serde_json::json!({"redirect_uris": "https://a/cb"})), InvalidRedirectUri);
-        assert_eq!(code_of(serde_json::json!({"redirect_uris": [1]})), InvalidRedirectUri);
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "client_secret_basic"})),
+            code_of(serde_json::json!({"redirect_uris": "https://a/cb"})),
+            InvalidRedirectUri
+        );
+        assert_eq!(
+            code_of(serde_json::json!({"redirect_uris": [1]})),
+            InvalidRedirectUri
+        );
+        assert_eq!(
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "client_secret_basic"})
+            ),
             InvalidClientMetadata
         );
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]})),
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "grant_types": ["client_credentials"]})
+            ),
             InvalidClientMetadata
         );
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]})),
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]})
+            ),
             InvalidClientMetadata
         );
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]})),
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]})
+            ),
             InvalidClientMetadata
         );
         assert_eq!(
@@ -823,11 +877,15 @@ mod tests {
             InvalidClientMetadata
         );
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "logo_uri": "javascript:alert(1)"})),
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "logo_uri": "javascript:alert(1)"})
+            ),
             InvalidClientMetadata
         );
         assert_eq!(
-            code_of(serde_json::json!({"redirect_uris": ["https://a/cb"], "software_statement": "eyJ.x.y"})),
+            code_of(
+                serde_json::json!({"redirect_uris": ["https://a/cb"], "software_statement": "eyJ.x.y"})
+            ),
             UnapprovedSoftwareStatement
         );
         assert_eq!(

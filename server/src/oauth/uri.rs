@@ -94,6 +94,20 @@ pub fn redirect_target(uri: &str) -> String {
     }
 }
 
+/// RFC 7591 §2 and RFC 8252 §8.4: what a client nobody vetted may register as a redirect
+/// URI — `https`, or `http` on loopback (no private-use schemes: anyone could claim one).
+/// The other rules (no fragment, no wildcard) are `validate_redirect_uri`'s.
+pub fn is_https_or_loopback(text: &str) -> bool {
+    if text.chars().any(char::is_whitespace) {
+        return false;
+    }
+    match Url::parse(text) {
+        Ok(url) if url.scheme() == "https" => url.host().is_some(),
+        Ok(url) if url.scheme() == "http" => is_loopback_redirect(text),
+        _ => false,
+    }
+}
+
 /// Whether a redirect URI points at this device's loopback interface (RFC 8252 §7.3):
 /// 127.0.0.0/8, ::1 or `localhost`.
 pub fn is_loopback_redirect(uri: &str) -> bool {
@@ -126,14 +140,27 @@ mod tests {
 
     #[test]
     fn redirect_targets_are_shown_by_host() {
-        assert_eq!(redirect_target("https://app.example.com/cb?x=1"), "app.example.com");
-        assert_eq!(redirect_target("http://127.0.0.1:5000/cb"), "127.0.0.1:5000");
+        assert_eq!(
+            redirect_target("https://app.example.com/cb?x=1"),
+            "app.example.com"
+        );
+        assert_eq!(
+            redirect_target("http://127.0.0.1:5000/cb"),
+            "127.0.0.1:5000"
+        );
         assert_eq!(redirect_target("com.example.app:/cb"), "com.example.app:");
         assert!(is_loopback_redirect("http://127.0.0.1:5000/cb"));
         assert!(is_loopback_redirect("http://[::1]/cb"));
         assert!(is_loopback_redirect("http://localhost:8080/cb"));
         assert!(!is_loopback_redirect("https://app.example.com/cb"));
         assert!(!is_loopback_redirect("com.example.app:/cb"));
+        assert!(is_https_or_loopback("https://app.example.com/cb"));
+        assert!(is_https_or_loopback("http://127.0.0.1/cb"));
+        assert!(is_https_or_loopback("http://localhost:8080/cb"));
+        assert!(!is_https_or_loopback("http://app.example.com/cb"));
+        assert!(!is_https_or_loopback("com.example.app:/cb"));
+        assert!(!is_https_or_loopback("https://app.example.com/a b"));
+        assert!(!is_https_or_loopback("not a uri"));
     }
 
     #[test]

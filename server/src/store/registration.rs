@@ -43,7 +43,11 @@ pub(super) fn spend_initial_token(
         tokens::table
             .filter(tokens::token_hash.eq(hash))
             .filter(tokens::expires_at.is_null().or(tokens::expires_at.gt(now)))
-            .filter(tokens::max_uses.is_null().or(tokens::uses.lt(tokens::max_uses.assume_not_null()))),
+            .filter(
+                tokens::max_uses
+                    .is_null()
+                    .or(tokens::uses.lt(tokens::max_uses.assume_not_null())),
+            ),
     )
     .set(tokens::uses.eq(tokens::uses + 1))
     .execute(conn)?;
@@ -63,7 +67,9 @@ impl Store {
                 tokens::uses.eq(token.uses),
             ))
             .execute(&mut self.conn()?)
-            .map_err(|e| super::conflict_or_query(e, format!("initial access token {}", token.id)))?;
+            .map_err(|e| {
+                super::conflict_or_query(e, format!("initial access token {}", token.id))
+            })?;
         Ok(())
     }
 

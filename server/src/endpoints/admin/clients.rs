@@ -2,11 +2,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, caller_of, invalid_field, AdminError, Page};
 use crate::app::App;
-use crate::clients::{Client, CreatedClient, NewClient, SecretChoice};
+use crate::clients::{Client, ClientKind, CreatedClient, NewClient, SecretChoice};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,15 +46,32 @@ pub struct CreateClient {
     pub dpop_bound_access_tokens: bool,
 }
 
-#[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page), security(("bearer" = [])),
+/// `?kind=` on the client list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KindFilter {
+    /// `static` (an administrator's) or `dynamic` (registered at `POST /register`).
+    pub kind: Option<ClientKind>,
+}
+
+#[utoipa::path(operation_id = "list_clients", tag = "clients", get, path = "/admin/v1/clients", params(Page, KindFilter), security(("bearer" = [])),
     responses((status = 200, body = inline(super::Paged<Client>))))]
 pub async fn list(
     request: HttpRequest,
     page: web::Query<Page>,
+    filter: web::Query<KindFilter>,
     app: web::Data<App>,
 ) -> Result<HttpResponse, AdminError> {
     caller_of(&request)?;
-    let all = blocking(&app, move |app| Ok(app.clients().list()?)).await?;
+    let kind = filter.kind;
+    let all = blocking(&app, move |app| {
+        let mut clients = app.clients().list()?;
+        if let Some(kind) = kind {
+            clients.retain(|c| c.kind == kind);
+        }
+        Ok(clients)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(page.apply(all)))
 }
 

@@ -5,6 +5,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod registration_tokens;
 mod resources;
 mod roles;
 mod users;
@@ -101,6 +102,9 @@ impl From<RegistryError> for AdminError {
             RegistryError::NotFound(id) => AdminError::NotFound(format!("no client {id}")),
             RegistryError::InitialTokenUnusable => {
                 invalid_field("initial_access_token", "no longer usable")
+            }
+            RegistryError::NoInitialToken(id) => {
+                AdminError::NotFound(format!("no initial access token {id}"))
             }
             RegistryError::Store(e) => AdminError::Unavailable(e.to_string()),
         }
@@ -339,6 +343,7 @@ where
         roles::list, roles::create, roles::update, roles::delete, roles::grant, roles::revoke,
         resources::list, resources::create, resources::delete,
         keys::list, keys::rotate,
+        registration_tokens::list, registration_tokens::create, registration_tokens::delete,
         audit::list,
     ),
     modifiers(&BearerAuth)
@@ -418,6 +423,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/resources", web::post().to(resources::create))
             .route("/resources", web::delete().to(resources::delete))
             .route("/keys", web::get().to(keys::list))
+            .route(
+                "/registration-tokens",
+                web::get().to(registration_tokens::list),
+            )
+            .route(
+                "/registration-tokens",
+                web::post().to(registration_tokens::create),
+            )
+            .route(
+                "/registration-tokens/{id}",
+                web::delete().to(registration_tokens::delete),
+            )
             .route("/keys/rotate", web::post().to(keys::rotate))
             .route("/audit-events", web::get().to(audit::list))
             .default_service(web::to(|| async {
