@@ -752,3 +752,39 @@ impl DpopKey {
         self.sign(&header, &claims)
     }
 }
+
+impl Browser {
+    /// Follows an authorization request through sign-in (when asked) up to the page it then
+    /// shows: the consent page's HTML, or an error page's (with its status).
+    pub async fn page_after_sign_in(&self, auth_url: &str, username: &str) -> (u16, String) {
+        let mut response = self.get(auth_url).await;
+        for _ in 0..5 {
+            let status = response.status().as_u16();
+            if status == 303 || status == 302 {
+                let location = response.headers()["location"].to_str().unwrap().to_string();
+                assert!(
+                    location.starts_with('/') || location.starts_with(&self.base),
+                    "left the server for {location}"
+                );
+                response = self.get(&location).await;
+                continue;
+            }
+            let html = response.text().await.unwrap();
+            if status != 200 || !html.contains("name=\"password\"") {
+                return (status, html);
+            }
+            response = self
+                .post_form(
+                    "/login",
+                    &[
+                        ("csrf_token", &hidden_field(&html, "csrf_token")),
+                        ("request", &hidden_field(&html, "request")),
+                        ("username", username),
+                        ("password", PASSWORD),
+                    ],
+                )
+                .await;
+        }
+        panic!("too many redirects from {auth_url}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Storage conformance: the same assertions against SQLite and Postgres.
 
-use portcullis::clients::{AuthMethod, Client, GrantType};
+use portcullis::clients::{AuthMethod, Client, ClientKind, GrantType};
+use portcullis::config::RegistrationPolicy;
 use portcullis::store::cluster_state::{CLIENTS, KEYRING};
+use portcullis::store::registration::InitialAccessToken;
 use portcullis::store::signing_keys::{KeyTransition, KeyringChange, StoredKey};
 use portcullis::store::{Store, StoreError};
 
@@ -11,7 +13,8 @@ use crate::on_both_backends;
 on_both_backends!(
     clients_round_trip_and_conflict,
     keyring_changes_apply_only_from_the_generation_they_were_planned_on,
-    migrations_are_idempotent
+    migrations_are_idempotent,
+    dynamic_clients_and_initial_access_tokens,
 );
 
 fn sample_client(id: &str) -> Client {
@@ -33,6 +36,11 @@ fn sample_client(id: &str) -> Client {
         dpop_bound_access_tokens: false,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
+        kind: ClientKind::Static,
+        registered_with: None,
+        last_used_at: None,
+        registration_token_hash: None,
+        registration_metadata: None,
     }
 }
 
@@ -148,4 +156,116 @@ async fn migrations_are_idempotent(db: Db) {
     let again = Store::open(&database.url, 1).unwrap();
     assert!(again.find_client("kept").unwrap().is_some());
     again.ping().unwrap();
+}
+
+fn initial_token(
+    id: &str,
+    hash: &str,
+    expires_at: Option<i64>,
+    max_uses: Option<i64>,
+) -> InitialAccessToken {
+    InitialAccessToken {
+        id: id.into(),
+        token_hash: hash.into(),
+        description: "for «tests»".into(),
+        created_at: 100,
+        expires_at,
+        max_uses,
+        uses: 0,
+    }
+}
+
+/// RFC 7591 clients round-trip with their registration; an initial access token is spent in
+/// the registration's transaction, never past its uses or its expiry; unused dynamic clients
+/// are found by their last use (or, never used, their creation).
+async fn dynamic_clients_and_initial_access_tokens(db: Db) {
+    let Some((store, _db)) = open(db) else { return };
+    let dynamic = |id: &str| Client {
+        kind: ClientKind::Dynamic,
+        registered_with: Some(RegistrationPolicy::Token),
+        registration_token_hash: Some(format!("hash-of-{id}")),
+        registration_metadata: Some(r#"{"contacts":["ops@example.test"]}"#.into()),
+        created_at: 1_000,
+        ..sample_client(id)
+    };
+    store
+        .insert_initial_token(&initial_token("iat-a", "h-a", None, Some(2)))
+        .unwrap();
+    store
+        .insert_initial_token(&initial_token("iat-b", "h-b", Some(500), None))
+        .unwrap();
+    assert!(store
+        .insert_dynamic_client(&dynamic("d1"), Some("h-a"), 200)
+        .unwrap());
+    assert!(store
+        .insert_dynamic_client(&dynamic("d2"), Some("h-a"), 200)
+        .unwrap());
+    assert!(
+        !store
+            .insert_dynamic_client(&dynamic("d3"), Some("h-a"), 200)
+            .unwrap(),
+        "used up"
+    );
+    assert!(store
+        .insert_dynamic_client(&dynamic("d3"), Some("h-b"), 499)
+        .unwrap());
+    assert!(
+        !store
+            .insert_dynamic_client(&dynamic("d4"), Some("h-b"), 500)
+            .unwrap(),
+        "expired"
+    );
+    assert!(
+        !store
+            .insert_dynamic_client(&dynamic("d4"), Some("nope"), 0)
+            .unwrap(),
+        "unknown"
+    );
+    assert_eq!(store.find_client("d4").unwrap(), None, "nothing written");
+    assert_eq!(store.find_client("d1").unwrap(), Some(dynamic("d1")));
+    let tokens = store.list_initial_tokens().unwrap();
+    assert_eq!(
+        tokens
+            .iter()
+            .map(|t| (t.id.as_str(), t.uses))
+            .collect::<Vec<_>>(),
+        vec![("iat-a", 2), ("iat-b", 1)]
+    );
+    assert_eq!(
+        store.find_initial_token("h-a").unwrap().unwrap().id,
+        "iat-a"
+    );
+    // Unused since before 2_000: all three (never used; created at 1_000), until one is used.
+    assert_eq!(
+        store.unused_dynamic_clients(2_000).unwrap(),
+        vec!["d1", "d2", "d3"]
+    );
+    store.touch_client("d2", 1_500).unwrap();
+    assert_eq!(
+        store.unused_dynamic_clients(1_400).unwrap(),
+        vec!["d1", "d3"]
+    );
+    assert_eq!(
+        store.unused_dynamic_clients(900).unwrap(),
+        Vec::<String>::new()
+    );
+    store.insert_client(&sample_client("static")).unwrap();
+    assert!(!store
+        .unused_dynamic_clients(i64::MAX)
+        .unwrap()
+        .contains(&"static".to_string()));
+    // RFC 7592 §2.2: an update replaces the metadata of a dynamic client only.
+    let mut changed = dynamic("d1");
+    changed.name = "Renamed".into();
+    changed.registration_metadata = None;
+    assert!(store.update_dynamic_client(&changed).unwrap());
+    assert_eq!(store.find_client("d1").unwrap().unwrap().name, "Renamed");
+    let mut not_dynamic = sample_client("static");
+    not_dynamic.name = "Renamed".into();
+    assert!(!store.update_dynamic_client(&not_dynamic).unwrap());
+    // Expired tokens are purged; the others stay.
+    assert_eq!(store.purge_initial_tokens(501).unwrap(), 1);
+    assert!(store.delete_initial_token("iat-a").unwrap());
+    assert!(!store.delete_initial_token("iat-a").unwrap());
+    assert!(store.list_initial_tokens().unwrap().is_empty());
 }

@@ -19,7 +19,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 /// A small CA and a leaf certificate for 127.0.0.1 (rustls clients reject a self-signed CA
 /// used as an end-entity certificate).
-fn certificates(dir: &std::path::Path) {
+pub fn certificates(dir: &std::path::Path) {
     openssl(
         dir,
         &[
