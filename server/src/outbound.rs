@@ -133,6 +133,11 @@ impl Fetcher {
         })
     }
 
+    /// The deadline of one fetch (`client_metadata_fetch_timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// `GET url` within the deadline; a `200` with at most `client_metadata_max_bytes` of body.
     pub async fn get(&self, url: &Url) -> Result<Fetched, FetchError> {
         let deadline = tokio::time::Instant::now() + self.timeout;

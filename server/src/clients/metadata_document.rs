@@ -71,13 +71,19 @@ impl MetadataDocuments {
             );
         }
         let gate = self.inflight.entry(id.to_string()).or_default().clone();
-        let outcome = {
-            let _turn = gate.lock().await;
-            match self.cached(id) {
+        // A request waits for at most one other fetch of the same URL (failures are not
+        // cached, so a queue behind a slow server would otherwise wait for each in turn).
+        let outcome = match tokio::time::timeout(self.fetcher.timeout(), gate.lock()).await {
+            Ok(_turn) => match self.cached(id) {
                 // Fetched by the request this one waited for.
                 Some(client) => Ok(client),
                 None => self.fetch(id, &url).await,
-            }
+            },
+            Err(_) => Err(format!(
+                "the document at {} could not be fetched: {}",
+                url.host_str().unwrap_or_default(),
+                crate::outbound::FetchError::Busy
+            )),
         };
         self.inflight
             .remove_if(id, |_, g| Arc::strong_count(g) <= 2);
