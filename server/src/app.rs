@@ -16,6 +16,7 @@ use crate::jose::keyring::{KeyringManager, RotationPolicy};
 use crate::limits::Limiter;
 use crate::redis_link::RedisLink;
 use crate::secrets::SecretHasher;
+use crate::session::index::SessionIndex;
 use crate::session::known_device::KnownDevices;
 use crate::store::cluster_state::{AUDIT_PURGE, AUTHORIZATION, CLIENTS, KEYRING};
 use crate::store::Store;
@@ -71,6 +72,8 @@ struct Inner {
     password_permits: Arc<tokio::sync::Semaphore>,
     /// Set when a shutdown began: readiness fails so load balancers stop sending.
     shutting_down: AtomicBool,
+    /// Each person's signed-in sessions when Redis is not configured.
+    memory_session_index: SessionIndex,
 }
 
 /// The audience of access tokens for the admin API.
@@ -217,6 +220,7 @@ impl App {
                 dpop_nonce_key,
                 password_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
                 shutting_down: AtomicBool::new(false),
+                memory_session_index: SessionIndex::memory(),
                 settings,
             }),
         })
@@ -302,6 +306,15 @@ impl App {
 
     pub fn redis(&self) -> Option<&RedisLink> {
         self.inner.redis.get()
+    }
+
+    /// Each person's signed-in browser sessions: in Redis beside the sessions when
+    /// configured, else in this process.
+    pub fn session_index(&self) -> SessionIndex {
+        match self.redis() {
+            Some(link) => SessionIndex::Redis(link.clone()),
+            None => self.inner.memory_session_index.clone(),
+        }
     }
 
     pub fn credential_limits(&self) -> &CredentialLimits {
@@ -397,6 +410,45 @@ impl App {
             deny.deny(&jti, until, now).await?;
         }
         Ok(())
+    }
+
+    /// Takes back what a person granted a client (the account page's "remove access"): every
+    /// grant's refresh tokens and access tokens (`revoke_grant`), and the remembered consent,
+    /// so the next authorization asks again. Grants are revoked before the consent goes (a
+    /// failure leaves the app listed, to try again) and once more after it, for a code issued
+    /// meanwhile. A delegation (`delegate:<agent>`) was part of the consent: tokens the agent
+    /// exchanged from these grants die with them. True when there was anything to remove.
+    pub async fn remove_access(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut found = self.revoke_grants_of(user_id, client_id).await? > 0;
+        let (user, client) = (user_id.to_string(), client_id.to_string());
+        found |= self
+            .inner
+            .store
+            .run(move |s| s.delete_consent(&user, &client))
+            .await?;
+        found |= self.revoke_grants_of(user_id, client_id).await? > 0;
+        Ok(found)
+    }
+
+    async fn revoke_grants_of(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<usize, crate::store::StoreError> {
+        let (user, client) = (user_id.to_string(), client_id.to_string());
+        let grants = self
+            .inner
+            .store
+            .run(move |s| s.active_grants(&user, &client))
+            .await?;
+        for grant in &grants {
+            self.revoke_grant(grant).await?;
+        }
+        Ok(grants.len())
     }
 
     pub fn now(&self) -> i64 {

@@ -125,6 +125,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
             .route(web::method(Method::OPTIONS).to(cors_preflight))
             .default_service(web::to(method_not_allowed("POST"))),
     )
+    .configure(|cfg| endpoints::account::configure(cfg, sessions))
     .configure(endpoints::admin::configure)
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
@@ -143,6 +144,15 @@ pub const SESSION_PATHS: [&str; 8] = [
     "/device/consent",
     "/device/decision",
 ];
+
+/// Whether `path` is a browser page that uses the session: those above, the account page and
+/// the admin console (not the admin API).
+pub fn is_session_path(path: &str) -> bool {
+    SESSION_PATHS.contains(&path)
+        || path == "/account"
+        || path.starts_with("/account/")
+        || ((path == "/admin" || path.starts_with("/admin/")) && !path.starts_with("/admin/v1"))
+}
 
 /// Read-only resources that answer `HEAD` as `GET` without the body (RFC 9110 §9.3.2), for
 /// probes and caches. Pages and protocol endpoints with side effects are left out.

@@ -208,7 +208,7 @@ pub async fn build_on(
                 if method == Method::HEAD && routes::HEAD_PATHS.contains(&path.as_str()) {
                     request.head_mut().method = Method::GET;
                 }
-                let session_page = routes::SESSION_PATHS.contains(&path.as_str());
+                let session_page = routes::is_session_path(&path);
                 // A body must arrive within `request_body_timeout` (slow POSTs hold sockets).
                 let body_expired = (method != Method::GET && method != Method::HEAD).then(|| {
                     let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -162,6 +162,18 @@ pub async fn signed_in(
         session.remove(SIGNED_IN);
         return Ok(None);
     }
+    // Signed out from another device (the account page) or by a password change.
+    if let Some(sid) = &signed_in.sid {
+        let live = app
+            .session_index()
+            .contains(&signed_in.user_id, sid, app.now())
+            .await
+            .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))?;
+        if !live {
+            session.remove(SIGNED_IN);
+            return Ok(None);
+        }
+    }
     let user_id = signed_in.user_id.clone();
     let user = app.store().run(move |s| s.find_user(&user_id)).await?;
     match user {

@@ -15,6 +15,7 @@ use super::pages::{
 use crate::app::App;
 use crate::credential_limits::Refusal;
 use crate::oauth::authorize::SignedIn;
+use crate::session::index::SessionRecord;
 use crate::session::{csrf_matches, csrf_token};
 use crate::session::{known_device, RETURN_TO};
 use crate::views::LoginPage;
@@ -265,9 +266,31 @@ pub async fn login(
     // A new session id at sign-in (session fixation), and a new CSRF token with it.
     session.renew();
     session.remove("csrf");
+    let Ok(sid) = crate::secrets::generate_token() else {
+        return session_expired();
+    };
+    let now = app.now();
+    let lifetime = i64::try_from(app.settings().session_max_lifetime).unwrap_or(i64::MAX / 4);
+    let user_agent = request
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let record = SessionRecord::new(
+        sid.clone(),
+        user_agent,
+        address.to_string(),
+        now,
+        now.saturating_add(lifetime),
+    );
+    if let Err(e) = app.session_index().add(&user.id, record, now).await {
+        tracing::error!(error = %e, "session index unavailable");
+        return unavailable_page(1);
+    }
     let signed_in = SignedIn {
         user_id: user.id.clone(),
-        auth_time: app.now(),
+        auth_time: now,
+        sid: Some(sid),
     };
     if set_signed_in(&session, &signed_in).is_err() {
         return session_expired();

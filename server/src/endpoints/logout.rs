@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::pages::{error_page, html, see_other, session_expired};
 use crate::app::App;
 use crate::jose::jwt;
+use crate::oauth::authorize::SignedIn;
 use crate::oauth::params::Params;
-use crate::session::{csrf_matches, csrf_token};
+use crate::session::{csrf_matches, csrf_token, SIGNED_IN};
 use crate::views::{LoggedOutPage, LogoutPage};
 
 pub async fn logout_get(
@@ -153,6 +154,14 @@ async fn handle(app: &App, session: &Session, params: &Params) -> HttpResponse {
                     "You are still signed in",
                     "You can close this page.",
                 );
+            }
+            if let Ok(Some(signed_in)) = session.get::<SignedIn>(SIGNED_IN) {
+                if let Some(sid) = &signed_in.sid {
+                    // Best effort: the session itself ends below either way.
+                    if let Err(e) = app.session_index().remove(&signed_in.user_id, sid).await {
+                        tracing::warn!(error = %e, "session index not updated at sign-out");
+                    }
+                }
             }
             session.purge();
             tracing::info!(event = "logout", "session ended");

@@ -1,5 +1,6 @@
 //! HTTP endpoints: extract, call the protocol code, respond. One file per endpoint.
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod device;

@@ -339,6 +339,10 @@ pub async fn validate(
 pub struct SignedIn {
     pub user_id: String,
     pub auth_time: i64,
+    /// This sign-in's id in the person's session index (`session::index`); absent in
+    /// sessions signed in before the index existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What to do with a validated request, given the session and remembered consent.
@@ -491,6 +495,7 @@ mod tests {
         SignedIn {
             user_id: "u".into(),
             auth_time,
+            sid: None,
         }
     }
 

@@ -11,6 +11,7 @@ use actix_web::cookie::time::Duration;
 
 use crate::redis_link::RedisLink;
 
+pub mod index;
 pub mod known_device;
 
 type State = HashMap<String, String>;

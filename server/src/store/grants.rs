@@ -299,6 +299,16 @@ impl Store {
         })
     }
 
+    /// The grants of `user_id` to `client_id` that are not revoked.
+    pub fn active_grants(&self, user_id: &str, client_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(grants::table
+            .filter(grants::user_id.eq(user_id))
+            .filter(grants::client_id.eq(client_id))
+            .filter(grants::revoked_at.is_null())
+            .select(grants::id)
+            .load(&mut self.conn()?)?)
+    }
+
     /// Records a client assertion's `jti`; false when it was seen before (a replay).
     pub fn record_assertion_jti(
         &self,

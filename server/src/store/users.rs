@@ -209,4 +209,42 @@ impl Store {
             Ok(())
         })
     }
+
+    /// Every client the user consented to, with the scopes and when (newest first).
+    pub fn list_consents(&self, user_id: &str) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<(String, String, i64)> = consents::table
+            .filter(consents::user_id.eq(user_id))
+            .order((consents::granted_at.desc(), consents::client_id))
+            .select((consents::client_id, consents::scopes, consents::granted_at))
+            .load(&mut self.conn()?)?;
+        rows.into_iter()
+            .map(|(client_id, scopes, granted_at)| {
+                Ok(Consent {
+                    scopes: decode_list("consents.scopes", &scopes)?,
+                    client_id,
+                    granted_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets the user's consent for the client: the next authorization asks again. True
+    /// when there was one.
+    pub fn delete_consent(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let deleted = diesel::delete(
+            consents::table
+                .filter(consents::user_id.eq(user_id))
+                .filter(consents::client_id.eq(client_id)),
+        )
+        .execute(&mut self.conn()?)?;
+        Ok(deleted > 0)
+    }
+}
+
+/// A person's remembered consent for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
 }

@@ -119,3 +119,46 @@ pub fn describe_scope(scope: &str) -> String {
         },
     }
 }
+
+/// A time for people: `2026-11-30 14:05 UTC`.
+pub fn format_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// One client the person granted, on the account page.
+pub struct ConnectedApp {
+    pub client_id: String,
+    pub name: String,
+    pub granted_at: String,
+    pub scopes: Vec<ScopeView>,
+    /// The names of the agents the person let act for them through this app.
+    pub delegations: Vec<String>,
+}
+
+/// One signed-in browser, on the account page.
+pub struct SessionView {
+    pub sid: String,
+    pub device: String,
+    pub user_agent: String,
+    pub address: String,
+    pub signed_in_at: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub csrf_token: String,
+    pub name: String,
+    pub email: String,
+    pub username: String,
+    pub notice: Option<String>,
+    pub password_error: Option<String>,
+    pub min_password: usize,
+    pub apps: Vec<ConnectedApp>,
+    pub sessions: Vec<SessionView>,
+    /// Whether another device is signed in ("sign out all other devices").
+    pub others: bool,
+}

@@ -27,7 +27,7 @@ fn tool(variable: &str, default: &str) -> Option<String> {
 }
 
 /// A callback endpoint for the browser to land on: answers 200 to every request.
-fn callback_server() -> u16 {
+pub fn callback_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -138,6 +138,27 @@ pub async fn sign_in(browser: &fantoccini::Client, username: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// Where screenshots go: `<target>/screenshots` (the docs' pictures are copied from there).
+pub fn screenshot_dir() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| "target".into())
+        });
+    target.join("screenshots")
+}
+
+/// Saves a PNG of what the browser shows as `<target>/screenshots/<name>.png`.
+pub async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
 /// Waits until the browser is at a URL starting with `prefix`; returns where it is.

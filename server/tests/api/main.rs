@@ -4,6 +4,7 @@
 mod hardening;
 mod helpers;
 
+mod account;
 mod admin_api;
 mod agents;
 mod authorization;
