@@ -16,6 +16,7 @@ on_both_backends!(
     changing_the_password_checks_it_and_signs_out_other_devices,
     a_device_is_signed_out_from_another,
     account_forms_need_the_csrf_token_and_a_sign_in,
+    a_delegation_is_shown_and_removing_the_app_ends_the_agents_tokens,
 );
 
 /// SQLite with in-process sessions; Postgres with Redis sessions (when Redis is configured).
@@ -338,6 +339,65 @@ async fn account_forms_need_the_csrf_token_and_a_sign_in(db: Db) {
         .unwrap()
         .contains("frame-ancestors 'none'"));
     assert!(page.contains("ada Example"));
+}
+
+async fn a_delegation_is_shown_and_removing_the_app_ends_the_agents_tokens(db: Db) {
+    use crate::token_exchange::{exchange, introspect, person_tokens, provision, REPORTS};
+    let Some(app) = spawn(db).await else {
+        return;
+    };
+    let secrets = provision(&app);
+    let tokens = person_tokens(
+        &app,
+        &secrets.chat,
+        "openid offline_access chat:use reports:read delegate:agent",
+    )
+    .await;
+    let person = tokens["access_token"].as_str().unwrap();
+    let acted = exchange(
+        &app,
+        ("agent", &secrets.agent),
+        &[("subject_token", person), ("resource", REPORTS)],
+    )
+    .await;
+    assert_eq!(acted.0, 200, "{}", acted.1);
+    let agents_token = acted.1["access_token"].as_str().unwrap().to_string();
+    let chat = ("chat", secrets.chat.as_str());
+    assert_eq!(introspect(&app, chat, person).await["active"], true);
+
+    let browser = Browser::new(&app);
+    let page = sign_in_to_account(&browser, "ada", PASSWORD).await;
+    assert!(
+        page.contains("Let “agent” act for you") && page.contains("can let agents act for you"),
+        "the delegation is visible: {page}"
+    );
+    assert!(page.contains("delegate:agent"));
+    let csrf = hidden_field(&page, "csrf_token");
+    let removed = browser
+        .post_form(
+            "/account/apps/remove",
+            &[("csrf_token", &csrf), ("client_id", "chat")],
+        )
+        .await;
+    assert_eq!(removed.status(), 303);
+    // The person's token, and the token the agent obtained for them, are both ended.
+    assert_eq!(introspect(&app, chat, person).await["active"], false);
+    let agent = ("agent", secrets.agent.as_str());
+    let after = exchange(
+        &app,
+        agent,
+        &[("subject_token", person), ("resource", REPORTS)],
+    )
+    .await;
+    assert_eq!(after.0, 400, "no more exchanges: {}", after.1);
+    let denied = {
+        let jti = crate::helpers::claims_of(&agents_token)["jti"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        app.app.deny_list().is_denied(&jti).await.unwrap()
+    };
+    assert!(denied, "the agent's exchanged token is on the deny list");
 }
 
 /// Chromium: sign in to an app, see it on the account page, remove it; its refresh token is

@@ -17,20 +17,20 @@ on_both_backends!(
 );
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const CHAT: &str = "https://chat.example.test";
-const REPORTS: &str = "https://reports.example.test";
+pub const REPORTS: &str = "https://reports.example.test";
 
 /// The person's chat app (which may exchange its own tokens), an agent the person may
 /// delegate to, a helper the agent may pass on to, and a rogue agent nobody delegated to.
-struct Clients {
-    chat: String,
-    agent: String,
-    helper: String,
-    rogue: String,
+pub struct Clients {
+    pub chat: String,
+    pub agent: String,
+    pub helper: String,
+    pub rogue: String,
 }
 
-fn provision(app: &TestApp) -> Clients {
+pub fn provision(app: &TestApp) -> Clients {
     app.cli(&[
         "resource",
         "create",
@@ -120,7 +120,7 @@ fn provision(app: &TestApp) -> Clients {
 }
 
 /// Ada signs in to the chat app, consenting to `scope`; its tokens.
-async fn person_tokens(app: &TestApp, secret: &str, scope: &str) -> Value {
+pub async fn person_tokens(app: &TestApp, secret: &str, scope: &str) -> Value {
     let (code, verifier) = Browser::new(app).code("chat", scope, "ada").await;
     let response = app
         .post_token(
@@ -137,7 +137,7 @@ async fn person_tokens(app: &TestApp, secret: &str, scope: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn exchange(app: &TestApp, client: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
+pub async fn exchange(app: &TestApp, client: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
     let mut full = vec![
         ("grant_type", EXCHANGE),
         ("subject_token_type", ACCESS_TOKEN),
@@ -152,7 +152,7 @@ fn error(answer: &(u16, Value)) -> (u16, &str) {
     (answer.0, answer.1["error"].as_str().unwrap_or(""))
 }
 
-async fn introspect(app: &TestApp, client: (&str, &str), token: &str) -> Value {
+pub async fn introspect(app: &TestApp, client: (&str, &str), token: &str) -> Value {
     app.http
         .post(app.url("/introspect"))
         .basic_auth(client.0, Some(client.1))
