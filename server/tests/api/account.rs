@@ -235,9 +235,13 @@ async fn a_device_is_signed_out_from_another(db: Db) {
     let phone = Browser::new(&app);
     let tablet = Browser::new(&app);
     let bobs = Browser::new(&app);
+    // A second apart, so the page's order (newest first) is known.
     sign_in_to_account(&phone, "ada", PASSWORD).await;
+    app.clock.advance(1);
     sign_in_to_account(&tablet, "ada", PASSWORD).await;
+    app.clock.advance(1);
     sign_in_to_account(&bobs, "bob", PASSWORD).await;
+    app.clock.advance(1);
     let page = sign_in_to_account(&laptop, "ada", PASSWORD).await;
     let csrf = hidden_field(&page, "csrf_token");
     // The newest other session first: the tablet.
