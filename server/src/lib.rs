@@ -1,5 +1,6 @@
 //! Portcullis: an OAuth 2.0 / OpenID Connect authorization server.
 
+pub mod administration;
 pub mod app;
 pub mod audit;
 pub mod authorization;

@@ -4,9 +4,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{blocking, caller_of, invalid_field, AdminError, Page};
+use super::{blocking, caller_of, AdminError, Page};
+use crate::administration;
 use crate::app::App;
-use crate::clients::{Client, ClientKind, CreatedClient, NewClient, SecretChoice};
+use crate::clients::{Client, ClientKind, CreatedClient, NewClient};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,23 +85,7 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let body = body.into_inner();
-    let model = app.authorization().model();
-    for role in &body.roles {
-        if !model.role_exists(role) {
-            return Err(invalid_field("roles", format!("no role {role}")));
-        }
-    }
-    let secret = match (body.public, body.client_secret) {
-        (true, Some(_)) => {
-            return Err(invalid_field(
-                "client_secret",
-                "a public client has no secret",
-            ))
-        }
-        (true, None) => SecretChoice::Public,
-        (false, Some(secret)) => SecretChoice::Supplied(secret),
-        (false, None) => SecretChoice::Generate,
-    };
+    let secret = administration::secret_choice(body.public, body.client_secret)?;
     let new = NewClient {
         id: body.client_id,
         name: body.client_name,
@@ -118,12 +103,10 @@ pub async fn create(
         require_pushed_authorization_requests: body.require_pushed_authorization_requests,
         dpop_bound_access_tokens: body.dpop_bound_access_tokens,
     };
-    let created = blocking(&app, move |app| Ok(app.clients().create(&new)?)).await?;
-    caller.audit(
-        &app,
-        "client_created",
-        serde_json::json!({ "client_id": created.client.id }),
-    );
+    let created = blocking(&app, move |app| {
+        administration::create_client(app, &caller, &new)
+    })
+    .await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -154,12 +137,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let id = id.into_inner();
-    let id2 = id.clone();
-    blocking(&app, move |app| Ok(app.clients().delete(&id2)?)).await?;
-    caller.audit(
-        &app,
-        "client_deleted",
-        serde_json::json!({ "client_id": id }),
-    );
+    blocking(&app, move |app| {
+        administration::delete_client(app, &caller, &id)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{blocking, caller_of, AdminError};
+use crate::administration;
 use crate::app::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,32 +52,9 @@ pub async fn list(request: HttpRequest, app: web::Data<App>) -> Result<HttpRespo
     responses((status = 200, body = RotationOutcome), (status = 409, description = "the next key is too new")))]
 pub async fn rotate(request: HttpRequest, app: web::Data<App>) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
-    let outcome = blocking(&app, move |app| {
-        app.keyring()
-            .maintain(true)
-            .map_err(|e| AdminError::Unavailable(e.to_string()))
-    })
-    .await?;
-    if outcome.rotated.is_empty() && !outcome.waiting.is_empty() {
-        return Err(AdminError::Conflict(format!(
-            "rotation must wait: {}",
-            outcome.waiting.join("; ")
-        )));
-    }
-    for alg in &outcome.rotated {
-        app.audit().record(
-            "key_rotated",
-            Some(&caller.client_id),
-            Some(&caller.subject),
-            serde_json::json!({ "alg": alg.as_str(), "trigger": "admin" }),
-        );
-    }
+    let outcome = blocking(&app, move |app| administration::rotate_keys(app, &caller)).await?;
     Ok(HttpResponse::Ok().json(RotationOutcome {
-        rotated: outcome
-            .rotated
-            .iter()
-            .map(|a| a.as_str().to_string())
-            .collect(),
+        rotated: outcome.rotated,
         waiting: outcome.waiting,
     }))
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, caller_of, AdminError, Page};
+use crate::administration;
 use crate::app::App;
 use crate::authorization::ApiResource;
 
@@ -46,23 +47,18 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let body = body.into_inner();
-    let max = i64::try_from(app.settings().max_access_token_ttl).unwrap_or(i64::MAX);
     let resource = blocking(&app, move |app| {
-        Ok(app.authorization().create_resource(
+        administration::create_resource(
+            app,
+            &caller,
             &body.audience,
             body.name.as_deref(),
             &body.scopes,
             body.access_token_ttl,
             body.signing_alg.as_deref(),
-            max,
-        )?)
+        )
     })
     .await?;
-    caller.audit(
-        &app,
-        "resource_created",
-        serde_json::json!({ "audience": resource.audience, "scopes": resource.scopes }),
-    );
     Ok(HttpResponse::Created().json(resource))
 }
 
@@ -75,15 +71,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let audience = query.into_inner().audience;
-    let a = audience.clone();
     blocking(&app, move |app| {
-        Ok(app.authorization().delete_resource(&a)?)
+        administration::delete_resource(app, &caller, &audience)
     })
     .await?;
-    caller.audit(
-        &app,
-        "resource_deleted",
-        serde_json::json!({ "audience": audience }),
-    );
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, caller_of, invalid_field, AdminError, Page};
+use crate::administration;
 use crate::app::App;
 use crate::authorization::{Holder, Role};
 
@@ -68,16 +69,9 @@ pub async fn create(
     let caller = caller_of(&request)?;
     let body = body.into_inner();
     let role = blocking(&app, move |app| {
-        Ok(app
-            .authorization()
-            .create_role(&body.name, &body.description, &body.scopes)?)
+        administration::create_role(app, &caller, &body.name, &body.description, &body.scopes)
     })
     .await?;
-    caller.audit(
-        &app,
-        "role_created",
-        serde_json::json!({ "role": role.name, "scopes": role.scopes }),
-    );
     Ok(HttpResponse::Created().json(role))
 }
 
@@ -91,16 +85,10 @@ pub async fn update(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let (name, scopes) = (name.into_inner(), body.into_inner().scopes);
-    let (n, s) = (name.clone(), scopes.clone());
     blocking(&app, move |app| {
-        Ok(app.authorization().set_role_scopes(&n, &s)?)
+        administration::set_role_scopes(app, &caller, &name, &scopes)
     })
     .await?;
-    caller.audit(
-        &app,
-        "role_updated",
-        serde_json::json!({ "role": name, "scopes": scopes }),
-    );
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -113,9 +101,10 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let name = name.into_inner();
-    let n = name.clone();
-    blocking(&app, move |app| Ok(app.authorization().delete_role(&n)?)).await?;
-    caller.audit(&app, "role_deleted", serde_json::json!({ "role": name }));
+    blocking(&app, move |app| {
+        administration::delete_role(app, &caller, &name)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -128,23 +117,10 @@ async fn change_holder(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let holder = holder.holder()?;
-    let (n, h) = (name.clone(), holder.clone());
     let roles = blocking(&app, move |app| {
-        Ok(app
-            .authorization()
-            .set_holder(&n, &h, grant, app.clients())?)
+        administration::change_role_holder(app, &caller, &name, &holder, grant)
     })
     .await?;
-    let (kind, id) = match &holder {
-        Holder::User(u) => ("user", u.clone()),
-        Holder::Client(c) => ("client", c.clone()),
-    };
-    let action = if grant {
-        "role_granted"
-    } else {
-        "role_revoked"
-    };
-    caller.audit(&app, action, serde_json::json!({ "role": name, kind: id }));
     Ok(HttpResponse::Ok().json(serde_json::json!({ "roles": roles })))
 }
 

@@ -4,7 +4,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{blocking, caller_of, invalid_field, AdminError, Page};
+use super::{blocking, caller_of, AdminError, Page};
+use crate::administration;
 use crate::app::App;
 use crate::users::{NewUser, User};
 
@@ -41,12 +42,6 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let body = body.into_inner();
-    let model = app.authorization().model();
-    for role in &body.roles {
-        if !model.role_exists(role) {
-            return Err(invalid_field("roles", format!("no role {role}")));
-        }
-    }
     let new = NewUser {
         username: body.username,
         email: body.email,
@@ -54,12 +49,10 @@ pub async fn create(
         roles: body.roles,
         password: body.password,
     };
-    let user = blocking(&app, move |app| Ok(app.users().create(&new)?)).await?;
-    caller.audit(
-        &app,
-        "user_created",
-        serde_json::json!({ "username": user.username }),
-    );
+    let user = blocking(&app, move |app| {
+        administration::create_user(app, &caller, &new)
+    })
+    .await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -90,13 +83,10 @@ pub async fn delete(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let username = username.into_inner();
-    let name = username.clone();
-    blocking(&app, move |app| Ok(app.users().delete(&name)?)).await?;
-    caller.audit(
-        &app,
-        "user_deleted",
-        serde_json::json!({ "username": username }),
-    );
+    blocking(&app, move |app| {
+        administration::delete_user(app, &caller, &username)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -107,17 +97,10 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
-    let name = username.clone();
     blocking(&app, move |app| {
-        Ok(app.users().set_disabled(&name, disabled)?)
+        administration::set_user_disabled(app, &caller, &username, disabled)
     })
     .await?;
-    let action = if disabled {
-        "user_disabled"
-    } else {
-        "user_enabled"
-    };
-    caller.audit(&app, action, serde_json::json!({ "username": username }));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -151,12 +134,9 @@ pub async fn unlock(
 ) -> Result<HttpResponse, AdminError> {
     let caller = caller_of(&request)?;
     let username = username.into_inner();
-    let name = username.clone();
-    blocking(&app, move |app| Ok(app.users().unlock(&name)?)).await?;
-    caller.audit(
-        &app,
-        "user_unlocked",
-        serde_json::json!({ "username": username }),
-    );
+    blocking(&app, move |app| {
+        administration::unlock_user(app, &caller, &username)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
