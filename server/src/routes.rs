@@ -127,6 +127,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
     )
     .configure(|cfg| endpoints::account::configure(cfg, sessions))
     .configure(endpoints::admin::configure)
+    .configure(|cfg| endpoints::console::configure(cfg, sessions))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))

@@ -126,6 +126,16 @@ pub async fn build_on(
             .await
             .map_err(|e| e.to_string())??
     };
+    {
+        // The admin console's own client (first party, public, PKCE).
+        let app = app.clone();
+        let ensured = tokio::task::spawn_blocking(move || endpoints::console::ensure_client(&app))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = ensured {
+            tracing::warn!(error = %e, "the admin console's client could not be registered; /admin will not sign in");
+        }
+    }
     endpoints::metrics::install();
     let discovery = web::Data::new(Discovery(Bytes::from(
         oauth::discovery::metadata(&settings).to_string(),

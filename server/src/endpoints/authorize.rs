@@ -258,6 +258,9 @@ async fn proceed(
         None => (None, None),
     };
     let consented = match &who {
+        // The console is Portcullis itself (first party): no consent to ask. Who may use it
+        // is decided after sign-in (the admin role).
+        Some(_) if client.id == super::console::CLIENT_ID => request.scope.clone(),
         Some(s) => {
             let (user, client_id) = (s.user_id.clone(), client.id.clone());
             match app

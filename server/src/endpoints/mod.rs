@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod authorize;
+pub mod console;
 pub mod device;
 pub mod device_authorization;
 pub mod discovery;

@@ -162,3 +162,4 @@ pub struct AccountPage {
     /// Whether another device is signed in ("sign out all other devices").
     pub others: bool,
 }
+pub mod console;

@@ -27,6 +27,7 @@ use crate::users::UserError;
 pub const PREFIX: &str = "/admin/v1";
 
 /// Who is calling: the token's subject and client.
+#[derive(Clone)]
 pub struct Caller {
     pub subject: String,
     pub client_id: String,

@@ -1,0 +1,412 @@
+//! The admin console (`/admin`): sign-in through Portcullis's own client (code flow + PKCE),
+//! admins only; CSRF on every form; changes through the admin API's functions, audited with the
+//! admin's name. Over HTTP on both backends, and in a real Chromium (with screenshots).
+
+use fantoccini::Locator;
+
+use crate::account::spawn;
+use crate::browser::{save_screenshot, sign_in, start_chromium, wait_for_url};
+use crate::helpers::{hidden_field, Browser, Db, TestApp, PASSWORD};
+use crate::on_both_backends;
+
+on_both_backends!(
+    only_administrators_get_the_console,
+    console_forms_need_their_csrf_token_and_errors_are_pages,
+);
+
+/// Follows `/admin` through sign-in as `username`; the last answer (not a redirect).
+async fn console_sign_in(browser: &Browser, username: &str) -> reqwest::Response {
+    let mut response = browser.get("/admin").await;
+    for _ in 0..10 {
+        let status = response.status().as_u16();
+        if status == 303 || status == 302 {
+            let location = response.headers()["location"].to_str().unwrap().to_string();
+            response = browser.get(&location).await;
+            continue;
+        }
+        let url = response.url().to_string();
+        if !url.contains("/login") {
+            return response;
+        }
+        let html = response.text().await.unwrap();
+        let csrf = hidden_field(&html, "csrf_token");
+        let request = hidden_field(&html, "request");
+        response = browser
+            .post_form(
+                "/login",
+                &[
+                    ("csrf_token", &csrf),
+                    ("request", &request),
+                    ("username", username),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+    }
+    response
+}
+
+async fn only_administrators_get_the_console(db: Db) {
+    let Some(app) = spawn(db).await else {
+        return;
+    };
+    app.user("ada", &["user"]);
+    app.user("root", &["admin"]);
+    let first = Browser::new(&app).get("/admin").await;
+    assert_eq!(first.status(), 303);
+    let location = first.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("/authorize?") && location.contains("code_challenge_method=S256"),
+        "{location}"
+    );
+    let ada = Browser::new(&app);
+    let refused = console_sign_in(&ada, "ada").await;
+    assert_eq!(refused.status(), 403);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("You are not an administrator"), "{page}");
+    assert_eq!(ada.get("/admin/users").await.status(), 303, "still not in");
+    let root = Browser::new(&app);
+    let overview = console_sign_in(&root, "root").await;
+    assert_eq!(overview.status(), 200);
+    assert_eq!(overview.headers()["x-frame-options"], "DENY");
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'sha256-"));
+    let page = overview.text().await.unwrap();
+    assert!(page.contains("Overview") && page.contains("<svg"), "{page}");
+    for path in [
+        "/admin/clients",
+        "/admin/clients/new",
+        "/admin/users",
+        "/admin/users/new",
+        "/admin/users/ada",
+        "/admin/roles",
+        "/admin/keys",
+        "/admin/audit",
+        "/admin/audit?kind=login_failed&since=2020-01-01T00:00",
+        "/admin/clients?q=nothing&page=7",
+    ] {
+        let response = root.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    for (path, status) in [
+        ("/admin/users/nobody", 404),
+        ("/admin/clients/nobody", 404),
+        ("/admin/audit?since=yesterday", 400),
+        ("/admin/clients?page=x", 400),
+    ] {
+        let response = root.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert!(response.text().await.unwrap().contains("<h1>"), "a page");
+    }
+    // Losing the role ends console access at the next request.
+    app.app
+        .authorization()
+        .set_holder(
+            "admin",
+            &portcullis::authorization::Holder::User("root".into()),
+            false,
+            app.app.clients(),
+        )
+        .unwrap();
+    assert_eq!(root.get("/admin/users").await.status(), 403);
+    assert_eq!(app.audit_events("console_refused").await.len(), 1);
+}
+
+async fn signed_in_admin(app: &TestApp) -> (Browser, String) {
+    app.user("root", &["admin"]);
+    let root = Browser::new(app);
+    let overview = console_sign_in(&root, "root").await;
+    assert_eq!(overview.status(), 200);
+    let page = root.get("/admin/keys").await.text().await.unwrap();
+    (root, hidden_field(&page, "csrf_token"))
+}
+
+async fn console_forms_need_their_csrf_token_and_errors_are_pages(db: Db) {
+    let Some(app) = spawn(db).await else {
+        return;
+    };
+    app.user("ada", &["user"]);
+    let (root, csrf) = signed_in_admin(&app).await;
+    // Without the token, or with another, nothing changes.
+    for token in [None, Some("forged")] {
+        let mut form = vec![("username", "ada")];
+        form.extend(token.map(|t| ("csrf_token", t)));
+        let refused = root.post_form("/admin/users/ada/disable", &form).await;
+        assert_eq!(refused.status(), 400);
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("This form has expired"));
+    }
+    let ada = app.app.users().find_by_username("ada").unwrap().unwrap();
+    assert!(!ada.disabled);
+    // The rules are the admin API's: an unknown role, a bad client id, a duplicate.
+    let bad = root
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("client_id", "svc"),
+                ("client_name", "Service"),
+                ("kind", "confidential"),
+                ("grant_types", "client_credentials"),
+                ("roles", "no-such-role"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    let body = bad.text().await.unwrap();
+    assert!(body.contains("no role no-such-role"), "{body}");
+    assert!(
+        body.contains("value=\"svc\""),
+        "the form keeps what was typed"
+    );
+    let created = root
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("client_id", "svc"),
+                ("client_name", "Service"),
+                ("kind", "confidential"),
+                ("grant_types", "client_credentials"),
+                ("scope", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let again = root
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("client_id", "svc"),
+                ("client_name", "Service"),
+                ("kind", "confidential"),
+                ("grant_types", "client_credentials"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status(), 400, "a duplicate is shown on the form");
+    // An admin cannot disable themselves here; disabling another is audited with their name.
+    let own = root
+        .post_form(
+            "/admin/users/root/disable",
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(own.status(), 400);
+    let disabled = root
+        .post_form("/admin/users/ada/disable", &[("csrf_token", csrf.as_str())])
+        .await;
+    assert_eq!(disabled.status(), 303);
+    let root_id = app
+        .app
+        .users()
+        .find_by_username("root")
+        .unwrap()
+        .unwrap()
+        .id;
+    let events = app.audit_events_at_least("admin_change", 2).await;
+    let disabling = events
+        .iter()
+        .find(|e| e.details["action"] == "user_disabled")
+        .expect("the change is audited");
+    assert_eq!(disabling.subject.as_deref(), Some(root_id.as_str()));
+    assert_eq!(disabling.client_id.as_deref(), Some("portcullis-console"));
+    // Key rotation follows the CLI's rule: the next keys are too new, so it must wait.
+    let rotated = root
+        .post_form("/admin/keys/rotate", &[("csrf_token", csrf.as_str())])
+        .await;
+    assert_eq!(rotated.status(), 409);
+    assert!(rotated.text().await.unwrap().contains("rotation must wait"));
+}
+
+/// Chromium: an admin creates a client in the console and gets a token with it; disables a
+/// user, whose sign-in is then refused; every page is photographed at 1280 px, and the
+/// overview at 390 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_console_creates_a_client_and_disables_a_user() {
+    let Some(chromium) = start_chromium().await else {
+        return;
+    };
+    let browser = &chromium.client;
+    let app = spawn(Db::Sqlite).await.unwrap();
+    app.user("root", &["admin"]);
+    app.user("ada", &["user"]);
+    let secret = app.machine_client("reporting", "");
+    // Some activity for the overview.
+    app.cc_token("reporting", &secret, &[]).await;
+    browser.set_window_size(1280, 1000).await.unwrap();
+    browser.goto(&app.url("/admin")).await.unwrap();
+    sign_in(browser, "root").await;
+    wait_for_url(browser, &app.url("/admin")).await;
+    let heading = browser
+        .wait()
+        .for_element(Locator::Css("main h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Overview");
+    save_screenshot(browser, "console-overview").await;
+    browser.set_window_size(390, 1400).await.unwrap();
+    save_screenshot(browser, "console-overview-phone").await;
+    browser.set_window_size(1280, 1000).await.unwrap();
+
+    // Clients: create one; its secret is shown once; it gets a token.
+    browser.goto(&app.url("/admin/clients")).await.unwrap();
+    save_screenshot(browser, "console-clients").await;
+    browser
+        .find(Locator::Id("create"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let id_field = browser
+        .wait()
+        .for_element(Locator::Id("f-client_id"))
+        .await
+        .unwrap();
+    id_field.send_keys("nightly-export").await.unwrap();
+    browser
+        .find(Locator::Id("f-client_name"))
+        .await
+        .unwrap()
+        .send_keys("Nightly export")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("input[value=client_credentials]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-client-new").await;
+    browser
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let secret_field = browser
+        .wait()
+        .for_element(Locator::Id("secret"))
+        .await
+        .unwrap();
+    let new_secret = secret_field.prop("value").await.unwrap().unwrap();
+    let copy = browser
+        .find(Locator::Css("button[data-copy]"))
+        .await
+        .unwrap();
+    assert!(
+        copy.is_displayed().await.unwrap(),
+        "the copy button shows with the script"
+    );
+    save_screenshot(browser, "console-client-created").await;
+    let token = app.cc_token("nightly-export", &new_secret, &[]).await;
+    assert!(token["access_token"].is_string());
+    browser
+        .goto(&app.url("/admin/clients/nightly-export"))
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-client").await;
+    browser
+        .find(Locator::Id("delete"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("confirm"))
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-client-delete").await;
+
+    // Users: disable Ada; her sign-in is refused.
+    browser.goto(&app.url("/admin/users")).await.unwrap();
+    save_screenshot(browser, "console-users").await;
+    browser.goto(&app.url("/admin/users/ada")).await.unwrap();
+    save_screenshot(browser, "console-user").await;
+    browser
+        .find(Locator::XPath("//button[text()='Disable']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = browser
+        .wait()
+        .for_element(Locator::Id("notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Saved.");
+    browser.goto(&app.url("/admin/roles")).await.unwrap();
+    save_screenshot(browser, "console-roles").await;
+    browser.goto(&app.url("/admin/keys")).await.unwrap();
+    save_screenshot(browser, "console-keys").await;
+    browser.goto(&app.url("/admin/audit")).await.unwrap();
+    browser
+        .find(Locator::Css("details"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-audit").await;
+    browser.clone().close().await.unwrap();
+
+    let ada = Browser::new(&app);
+    let login = ada.get("/login").await.text().await.unwrap();
+    let refused = ada
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &hidden_field(&login, "csrf_token")),
+                ("request", ""),
+                ("username", "ada"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 401, "a disabled account cannot sign in");
+}
+
+/// Chromium: a person without the admin role sees the 403 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_a_non_admin_the_403_page() {
+    let Some(chromium) = start_chromium().await else {
+        return;
+    };
+    let browser = &chromium.client;
+    let app = spawn(Db::Sqlite).await.unwrap();
+    app.user("ada", &["user"]);
+    browser.set_window_size(1280, 900).await.unwrap();
+    browser.goto(&app.url("/admin")).await.unwrap();
+    sign_in(browser, "ada").await;
+    wait_for_url(browser, &app.url("/admin/callback")).await;
+    let heading = browser
+        .wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-forbidden").await;
+    browser.clone().close().await.unwrap();
+    assert_eq!(heading, "You are not an administrator");
+}
