@@ -47,7 +47,8 @@ async fn admin_api_manages_everything_with_an_admin_token(db: Db) {
             page["limit"].as_u64(),
             page["offset"].as_u64()
         ),
-        (Some(2), Some(1), Some(1))
+        (Some(3), Some(1), Some(1)),
+        "two clients, and the admin console's own"
     );
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let invalid = app
