@@ -498,6 +498,30 @@ impl TestApp {
         self.audit_events_at_least(kind, 1).await
     }
 
+    /// Waits until the audit log holds an event of `kind` that `matches`; panics without one.
+    /// (Waiting for any event of the kind is not enough: an earlier one of the same kind may
+    /// be written before the one sought, which is still in the writer's batch.)
+    pub async fn audit_event(
+        &self,
+        kind: &str,
+        matches: impl Fn(&portcullis::store::audit::AuditEvent) -> bool,
+    ) -> portcullis::store::audit::AuditEvent {
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let query = portcullis::store::audit::AuditQuery {
+                kind: Some(kind.to_string()),
+                limit: 1000,
+                ..Default::default()
+            };
+            seen = self.app.store().query_audit_events(&query).unwrap();
+            if let Some(found) = seen.iter().find(|e| matches(e)) {
+                return found.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no matching `{kind}` audit event among {seen:?}");
+    }
+
     /// Waits until the audit log holds at least `count` events of `kind`.
     pub async fn audit_events_at_least(
         &self,
