@@ -51,6 +51,40 @@ pub fn create_client(
     Ok(created)
 }
 
+/// Replaces an administrator-registered client's metadata (the rules are `create`'s; see
+/// `ClientRegistry::update`). Other instances pick the change up at their next poll.
+pub fn update_client(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    changes: &NewClient,
+) -> Result<CreatedClient, AdminError> {
+    check_roles_exist(app, &changes.roles)?;
+    let updated = app.clients().update(id, changes)?;
+    caller.audit(
+        app,
+        "client_updated",
+        json!({
+            "client_id": id,
+            "token_endpoint_auth_method": updated.client.auth_method.as_str(),
+            "grant_types": updated.client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "scope": updated.client.scopes,
+            "redirect_uris": updated.client.redirect_uris,
+            "roles": updated.client.roles,
+            "new_secret": updated.client_secret.is_some(),
+        }),
+    );
+    Ok(updated)
+}
+
+/// A new generated secret for a client that authenticates with one (returned, shown once);
+/// the old one stops working at once.
+pub fn rotate_client_secret(app: &App, caller: &Caller, id: &str) -> Result<String, AdminError> {
+    let secret = app.clients().rotate_secret(id)?;
+    caller.audit(app, "client_secret_rotated", json!({ "client_id": id }));
+    Ok(secret)
+}
+
 pub fn delete_client(app: &App, caller: &Caller, id: &str) -> Result<(), AdminError> {
     app.clients().delete(id)?;
     caller.audit(app, "client_deleted", json!({ "client_id": id }));

@@ -82,6 +82,16 @@ enum ClientCommand {
         #[arg(long, value_parser = ["static", "dynamic"])]
         kind: Option<String>,
     },
+    /// Replace an administrator-registered client's metadata (all of it: what is not given
+    /// takes its default, as at creation; the authentication method, when not given, stays).
+    /// Prints the client as JSON, with a generated secret when it moved to a secret method.
+    Update(Box<UpdateClient>),
+    /// Give a client that authenticates with a secret a new generated one (printed once); the
+    /// old one stops working at once (running servers: at their next poll).
+    RotateSecret {
+        #[arg(long)]
+        id: String,
+    },
     /// Delete a client (a dynamic one too).
     Delete {
         #[arg(long)]
@@ -169,6 +179,41 @@ struct CreateClient {
     #[arg(long)]
     require_pushed_authorization_requests: bool,
     /// Require a DPoP proof with every token request of this client (RFC 9449).
+    #[arg(long)]
+    dpop_bound_access_tokens: bool,
+}
+
+#[derive(Args)]
+struct UpdateClient {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    name: String,
+    /// `none` makes the client public (its secret is removed); a move to `client_secret_*`
+    /// from `none` or `private_key_jwt` generates a secret (printed once). Default: unchanged.
+    #[arg(long)]
+    token_endpoint_auth_method: Option<String>,
+    #[arg(long = "grant-type", required = true)]
+    grant_types: Vec<String>,
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    #[arg(long = "audience")]
+    audiences: Vec<String>,
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// A JWKS file with the client's public keys (for private_key_jwt).
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
+    #[arg(long)]
+    id_token_signed_response_alg: Option<String>,
+    #[arg(long = "introspect-audience")]
+    introspection_audiences: Vec<String>,
+    #[arg(long)]
+    require_pushed_authorization_requests: bool,
     #[arg(long)]
     dpop_bound_access_tokens: bool,
 }
@@ -380,6 +425,23 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     Ok(())
 }
 
+/// Roles must exist before a client holds them.
+fn check_roles(
+    foundation: &Foundation,
+    settings: &Settings,
+    roles: &[String],
+) -> Result<(), String> {
+    let model = foundation.authorization(settings, clock())?.model();
+    for role in roles.iter().flat_map(|r| r.split_whitespace()) {
+        if !model.role_exists(role) {
+            return Err(format!(
+                "roles: no role {role} (create it with `portcullis role create`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
     let foundation = Foundation::open(&settings)?;
     let registry = foundation.client_registry(clock());
@@ -404,14 +466,7 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let model = foundation.authorization(&settings, clock())?.model();
-            for role in args.roles.iter().flat_map(|r| r.split_whitespace()) {
-                if !model.role_exists(role) {
-                    return Err(format!(
-                        "roles: no role {role} (create it with `portcullis role create`)"
-                    ));
-                }
-            }
+            check_roles(&foundation, &settings, &args.roles)?;
             let created = registry
                 .create(&NewClient {
                     id: args.id,
@@ -448,6 +503,57 @@ fn client(settings: Settings, command: ClientCommand) -> Result<(), String> {
                 });
             }
             print_json(&clients)
+        }
+        ClientCommand::Update(args) => {
+            let jwks = match &args.jwks_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("--jwks-file {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            check_roles(&foundation, &settings, &args.roles)?;
+            let updated = registry
+                .update(
+                    &args.id,
+                    &NewClient {
+                        id: args.id.clone(),
+                        name: args.name,
+                        secret: SecretChoice::Generate,
+                        auth_method: args.token_endpoint_auth_method,
+                        grant_types: args.grant_types,
+                        scopes: args.scopes,
+                        audiences: args.audiences,
+                        redirect_uris: args.redirect_uris,
+                        post_logout_redirect_uris: args.post_logout_redirect_uris,
+                        roles: args.roles,
+                        jwks,
+                        id_token_signed_response_alg: args.id_token_signed_response_alg,
+                        introspection_audiences: args.introspection_audiences,
+                        require_pushed_authorization_requests: args
+                            .require_pushed_authorization_requests,
+                        dpop_bound_access_tokens: args.dpop_bound_access_tokens,
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "client_updated",
+                serde_json::json!({
+                    "client_id": updated.client.id,
+                    "new_secret": updated.client_secret.is_some(),
+                }),
+            );
+            print_json(&updated)
+        }
+        ClientCommand::RotateSecret { id } => {
+            let secret = registry.rotate_secret(&id).map_err(|e| e.to_string())?;
+            cli_audit(
+                &foundation,
+                "client_secret_rotated",
+                serde_json::json!({ "client_id": id }),
+            );
+            print_json(&serde_json::json!({ "client_id": id, "client_secret": secret }))
         }
         ClientCommand::Delete { id } => {
             registry.delete(&id).map_err(|e| e.to_string())?;

@@ -652,6 +652,91 @@ impl ClientRegistry {
         Ok(client)
     }
 
+    /// Replaces the metadata of a client an administrator registered, under the same rules as
+    /// `create` (`changes.id` and `changes.secret` are not used). `changes.auth_method` omitted:
+    /// the current one. The secret stays while the client keeps authenticating with one; a
+    /// client moving to `client_secret_*` from `none` or `private_key_jwt` gets a generated
+    /// secret (returned, shown once); one moving away loses its secret. What was issued before
+    /// stays valid; from now on requests are checked against the new metadata (a removed
+    /// redirect URI or scope is refused at `/authorize` and `/token`).
+    pub fn update(&self, id: &str, changes: &NewClient) -> Result<CreatedClient, RegistryError> {
+        let current = self
+            .store
+            .find_client(id)?
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        if current.kind != ClientKind::Static {
+            return Err(invalid(
+                "client_id",
+                "a client that registered itself is changed at its registration endpoint (RFC 7592)",
+            ));
+        }
+        let auth_method = changes
+            .auth_method
+            .clone()
+            .unwrap_or_else(|| current.auth_method.as_str().to_string());
+        let changes = NewClient {
+            secret: if auth_method == AuthMethod::None.as_str() {
+                SecretChoice::Public
+            } else {
+                SecretChoice::Generate
+            },
+            auth_method: Some(auth_method),
+            ..changes.clone()
+        };
+        let now = self.clock.now();
+        let mut client = validate_metadata(&changes, &current.id, now)?;
+        client.created_at = current.created_at;
+        let (secret_hash, shown_secret) = if !client.auth_method.is_secret_based() {
+            client.secret_hash = None;
+            (current.secret_hash.is_some().then_some(None), None)
+        } else if current.auth_method.is_secret_based() {
+            client.secret_hash = current.secret_hash.clone();
+            (None, None)
+        } else {
+            let shown = self.set_secret(&mut client, &SecretChoice::Generate)?;
+            (Some(client.secret_hash.as_deref()), shown)
+        };
+        if !self.store.update_static_client(&client, secret_hash)? {
+            return Err(RegistryError::NotFound(current.id));
+        }
+        self.invalidate();
+        Ok(CreatedClient {
+            client,
+            client_secret: shown_secret,
+        })
+    }
+
+    /// Gives a client that authenticates with a secret a new generated one (returned, shown
+    /// once). The old secret stops working at once on this process, and on the others at their
+    /// next poll of the database (`keyring_poll_interval`, 10 s by default). Public and `private_key_jwt`
+    /// clients have no secret to rotate.
+    pub fn rotate_secret(&self, id: &str) -> Result<String, RegistryError> {
+        let current = self
+            .store
+            .find_client(id)?
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        if !current.auth_method.is_secret_based() {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                format!(
+                    "the client authenticates with {}: it has no secret to rotate",
+                    current.auth_method.as_str()
+                ),
+            ));
+        }
+        let secret = secrets::generate_token().map_err(|e| invalid("client_secret", e))?;
+        let hash = self.hasher.hash(&secret);
+        let updated = self.store.set_client_secret(id, &hash, self.clock.now())?;
+        self.invalidate();
+        if !updated {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                "the client no longer authenticates with a secret",
+            ));
+        }
+        Ok(secret)
+    }
+
     /// Records that a dynamic client obtained a token: at most once a day per client, off the
     /// request (unused dynamic clients expire: `purge_unused`).
     pub fn note_use(&self, client: &Client) {

@@ -274,6 +274,76 @@ impl Store {
         })
     }
 
+    /// Replaces an administrator-registered client's editable metadata (its id, kind and
+    /// creation time stay). `secret_hash`: `Some` replaces the stored hash (`Some(None)`
+    /// removes it, the client becoming public or key-authenticated); `None` leaves it, so an
+    /// edit never undoes a secret rotation made meanwhile. False when there is no such client.
+    pub fn update_static_client(
+        &self,
+        client: &Client,
+        secret_hash: Option<Option<&str>>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let row = ClientRow::from_client(client);
+        conn.transaction(|conn| {
+            let target = || {
+                clients::table
+                    .filter(clients::id.eq(&row.id))
+                    .filter(clients::registered_with.is_null())
+            };
+            let updated = diesel::update(target())
+                .set((
+                    clients::name.eq(&row.name),
+                    clients::token_endpoint_auth_method.eq(&row.token_endpoint_auth_method),
+                    clients::grant_types.eq(&row.grant_types),
+                    clients::scopes.eq(&row.scopes),
+                    clients::audiences.eq(&row.audiences),
+                    clients::redirect_uris.eq(&row.redirect_uris),
+                    clients::post_logout_redirect_uris.eq(&row.post_logout_redirect_uris),
+                    clients::roles.eq(&row.roles),
+                    clients::jwks.eq(&row.jwks),
+                    clients::id_token_signed_response_alg.eq(&row.id_token_signed_response_alg),
+                    clients::introspection_audiences.eq(&row.introspection_audiences),
+                    clients::require_pushed_authorization_requests
+                        .eq(row.require_pushed_authorization_requests),
+                    clients::dpop_bound_access_tokens.eq(row.dpop_bound_access_tokens),
+                    clients::updated_at.eq(row.updated_at),
+                ))
+                .execute(conn)?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            if let Some(hash) = secret_hash {
+                diesel::update(target())
+                    .set(clients::secret_hash.eq(hash))
+                    .execute(conn)?;
+            }
+            cluster_state::bump(conn, CLIENTS)?;
+            Ok(true)
+        })
+    }
+
+    /// Replaces the secret hash of a client that authenticates with a secret
+    /// (`client_secret_basic` or `client_secret_post`); false when there is no such client.
+    /// The check and the write are one statement: an edit to another method meanwhile wins.
+    pub fn set_client_secret(&self, id: &str, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let updated = diesel::update(
+                clients::table.filter(clients::id.eq(id)).filter(
+                    clients::token_endpoint_auth_method
+                        .eq_any(["client_secret_basic", "client_secret_post"]),
+                ),
+            )
+            .set((clients::secret_hash.eq(hash), clients::updated_at.eq(now)))
+            .execute(conn)?;
+            if updated > 0 {
+                cluster_state::bump(conn, CLIENTS)?;
+            }
+            Ok(updated > 0)
+        })
+    }
+
     /// Records a dynamic client's use. No cluster bump: caches may keep the older time.
     pub fn touch_client(&self, id: &str, now: i64) -> Result<(), StoreError> {
         diesel::update(clients::table.filter(clients::id.eq(id)))

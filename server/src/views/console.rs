@@ -108,6 +108,8 @@ pub struct DetailPage {
     pub facts: Vec<(String, String)>,
     pub actions: Vec<Action>,
     pub forms: Vec<(String, Vec<Field>, String, String)>,
+    /// Links to further pages (href, label, element id): edit, rotate the secret.
+    pub links: Vec<(String, String, String)>,
     pub back: String,
     /// A link to a confirmation page (delete).
     pub danger_link: Option<(String, String)>,

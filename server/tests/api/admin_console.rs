@@ -319,6 +319,85 @@ async fn chromium_console_creates_a_client_and_disables_a_user() {
         .await
         .unwrap();
     save_screenshot(browser, "console-client").await;
+    // Edit it: the form shows what is stored; a scope added here is granted.
+    browser
+        .find(Locator::Id("edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let scope_field = browser
+        .wait()
+        .for_element(Locator::Id("f-scope"))
+        .await
+        .unwrap();
+    scope_field.send_keys("reports:read").await.unwrap();
+    save_screenshot(browser, "console-client-edit").await;
+    browser
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = browser
+        .wait()
+        .for_element(Locator::Id("notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Saved.");
+    let token = app
+        .cc_token("nightly-export", &new_secret, &[("scope", "reports:read")])
+        .await;
+    assert_eq!(token["scope"], "reports:read");
+    // Rotate its secret: confirmed, shown once; the old one is refused.
+    browser
+        .find(Locator::Id("rotate-secret"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("confirm"))
+        .await
+        .unwrap();
+    save_screenshot(browser, "console-client-secret").await;
+    browser
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rotated = browser
+        .wait()
+        .for_element(Locator::Id("secret"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    save_screenshot(browser, "console-client-secret-rotated").await;
+    assert_ne!(rotated, new_secret);
+    app.cc_token("nightly-export", &rotated, &[]).await;
+    let refused = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some(("nightly-export", &new_secret)),
+        )
+        .await;
+    assert_eq!(refused.status(), 401);
+    browser
+        .goto(&app.url("/admin/clients/nightly-export"))
+        .await
+        .unwrap();
     browser
         .find(Locator::Id("delete"))
         .await

@@ -91,6 +91,87 @@ async fn clients_created_by_the_cli_get_tokens_from_a_running_server() {
     let raw_db = std::fs::read(&url).unwrap();
     assert!(!String::from_utf8_lossy(&raw_db).contains(&secret));
 
+    // Edited by the CLI (a full replacement): the running server applies it.
+    let updated = stdout_json(&portcullis(
+        &url,
+        &[
+            "client",
+            "update",
+            "--id",
+            "cli-svc",
+            "--name",
+            "CLI service, renamed",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "models:read",
+            "--audience",
+            API,
+        ],
+    ));
+    assert_eq!(updated["client_name"], "CLI service, renamed");
+    assert!(updated.get("client_secret").is_none(), "the secret stays");
+    let failed = portcullis(
+        &url,
+        &[
+            "client",
+            "update",
+            "--id",
+            "nobody",
+            "--name",
+            "N",
+            "--grant-type",
+            "client_credentials",
+        ],
+    );
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("no client nobody"));
+    let mut narrowed = false;
+    for _ in 0..40 {
+        let response = app
+            .post_token(
+                &[("grant_type", "client_credentials"), ("scope", "extra")],
+                Some(("cli-svc", &secret)),
+            )
+            .await;
+        if response.status() == 400 {
+            narrowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(narrowed, "a removed scope keeps being granted");
+
+    // Its secret rotated by the CLI: the new one works and the old one stops.
+    let rotated = stdout_json(&portcullis(
+        &url,
+        &["client", "rotate-secret", "--id", "cli-svc"],
+    ));
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
+    let mut switched = false;
+    for _ in 0..40 {
+        let old = app
+            .post_token(
+                &[("grant_type", "client_credentials")],
+                Some(("cli-svc", &secret)),
+            )
+            .await;
+        if old.status() == 401 {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the old secret keeps working");
+    let response = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some(("cli-svc", &new_secret)),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let secret = new_secret;
+
     // Deleted by the CLI: the running server stops issuing within the poll interval.
     stdout_json(&portcullis(&url, &["client", "delete", "--id", "cli-svc"]));
     let mut refused = false;

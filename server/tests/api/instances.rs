@@ -495,6 +495,26 @@ async fn two_instances_share_one_state() {
     )
     .await;
 
+    // A client's secret rotated at A: the new one works at B, the old one is refused there,
+    // within the poll interval (edits travel the same way: the clients generation).
+    let rotated = pair
+        .admin(a, &admin_token, "/clients/late/secret", json!({}))
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let rotated_secret = rotated.json::<Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    within(
+        Duration::from_secs(5),
+        "a secret rotated at A, at B",
+        || async {
+            cc_at_b("late", late_secret.clone()).await["error"] == "invalid_client"
+                && cc_at_b("late", rotated_secret.clone()).await["access_token"].is_string()
+        },
+    )
+    .await;
+
     // A rotation at A shows in B's JWKS within the poll interval, and tokens signed by either
     // verify against the other's JWKS.
     let before = kid_of(&token);

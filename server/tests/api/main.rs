@@ -6,6 +6,7 @@ mod helpers;
 
 mod account;
 mod admin_api;
+mod admin_client_edits;
 mod admin_console;
 mod agents;
 mod authorization;

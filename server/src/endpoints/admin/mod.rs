@@ -339,7 +339,7 @@ where
 #[openapi(
     info(title = "Portcullis admin API", version = "1"),
     paths(
-        clients::list, clients::create, clients::get, clients::delete,
+        clients::list, clients::create, clients::get, clients::update, clients::delete, clients::rotate_secret,
         users::list, users::create, users::get, users::delete, users::disable, users::enable, users::unlock,
         roles::list, roles::create, roles::update, roles::delete, roles::grant, roles::revoke,
         resources::list, resources::create, resources::delete,
@@ -406,7 +406,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/clients", web::get().to(clients::list))
             .route("/clients", web::post().to(clients::create))
             .route("/clients/{id}", web::get().to(clients::get))
+            .route("/clients/{id}", web::put().to(clients::update))
             .route("/clients/{id}", web::delete().to(clients::delete))
+            .route(
+                "/clients/{id}/secret",
+                web::post().to(clients::rotate_secret),
+            )
             .route("/users", web::get().to(users::list))
             .route("/users", web::post().to(users::create))
             .route("/users/{username}", web::get().to(users::get))

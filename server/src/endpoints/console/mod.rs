@@ -397,6 +397,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
         .service(route("/admin/clients/new").route(web::get().to(pages::new_client)))
         .service(route("/admin/clients/{id}").route(web::get().to(pages::client)))
         .service(
+            route("/admin/clients/{id}/edit")
+                .route(web::get().to(pages::edit_client))
+                .route(web::post().to(pages::update_client)),
+        )
+        .service(
+            route("/admin/clients/{id}/secret")
+                .route(web::get().to(pages::confirm_rotate_secret))
+                .route(web::post().to(pages::rotate_secret)),
+        )
+        .service(
             route("/admin/clients/{id}/delete")
                 .route(web::get().to(pages::confirm_delete_client))
                 .route(web::post().to(pages::delete_client)),

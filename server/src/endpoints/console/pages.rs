@@ -13,7 +13,7 @@ use super::{admin, check_csrf, failure, page, Admin};
 use crate::administration;
 use crate::app::App;
 use crate::authorization::Holder;
-use crate::clients::NewClient;
+use crate::clients::{AuthMethod, Client, ClientKind, NewClient, SecretChoice};
 use crate::endpoints::admin::{blocking, AdminError};
 use crate::endpoints::pages::see_other;
 use crate::store::audit::AuditQuery;
@@ -576,7 +576,37 @@ pub async fn create_client(
 }
 
 /// `GET /admin/clients/{id}`.
-pub async fn client(id: web::Path<String>, session: Session, app: web::Data<App>) -> HttpResponse {
+/// The client page's links to its edit form and its secret rotation (for those that apply).
+fn client_links(c: &Client) -> Vec<(String, String, String)> {
+    let mut links = Vec::new();
+    if c.kind == ClientKind::Static && c.id != super::CLIENT_ID {
+        links.push((
+            format!("/admin/clients/{}/edit", urlencode(&c.id)),
+            "Edit".to_string(),
+            "edit".to_string(),
+        ));
+    }
+    if c.auth_method.is_secret_based() {
+        links.push((
+            format!("/admin/clients/{}/secret", urlencode(&c.id)),
+            "Rotate secret…".to_string(),
+            "rotate-secret".to_string(),
+        ));
+    }
+    links
+}
+
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+pub async fn client(
+    id: web::Path<String>,
+    query: web::Query<DoneQuery>,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
     let id = id.into_inner();
     let admin = match admin(
         &app,
@@ -607,7 +637,7 @@ pub async fn client(id: web::Path<String>, session: Session, app: web::Data<App>
         }
     };
     let body = DetailPage {
-        shell: admin.shell("clients", None),
+        shell: admin.shell("clients", notice(query.done.as_deref())),
         title: c.name.clone(),
         facts: vec![
             ("Client ID".into(), c.id.clone()),
@@ -624,11 +654,17 @@ pub async fn client(id: web::Path<String>, session: Session, app: web::Data<App>
             ("Scopes".into(), join(&c.scopes)),
             ("Redirect URIs".into(), join(&c.redirect_uris)),
             ("Audiences".into(), join(&c.audiences)),
+            (
+                "Post-logout redirect URIs".into(),
+                join(&c.post_logout_redirect_uris),
+            ),
             ("Roles".into(), join(&c.roles)),
             ("Created".into(), format_time(c.created_at)),
+            ("Updated".into(), format_time(c.updated_at)),
         ],
         actions: vec![],
         forms: vec![],
+        links: client_links(&c),
         back: "/admin/clients".into(),
         danger_link: Some((
             format!("/admin/clients/{}/delete", urlencode(&id)),
@@ -636,6 +672,332 @@ pub async fn client(id: web::Path<String>, session: Session, app: web::Data<App>
         )),
     };
     page(StatusCode::OK, body.render())
+}
+
+/// The edit form's values from a stored client.
+fn posted_from_client(c: &Client) -> Posted {
+    let mut pairs = vec![
+        ("client_name".to_string(), c.name.clone()),
+        (
+            "token_endpoint_auth_method".to_string(),
+            c.auth_method.as_str().to_string(),
+        ),
+        ("scope".to_string(), c.scopes.join(" ")),
+        ("redirect_uris".to_string(), c.redirect_uris.join(" ")),
+        (
+            "post_logout_redirect_uris".to_string(),
+            c.post_logout_redirect_uris.join(" "),
+        ),
+        ("audiences".to_string(), c.audiences.join(" ")),
+        ("roles".to_string(), c.roles.join(" ")),
+    ];
+    pairs.extend(
+        c.grant_types
+            .iter()
+            .map(|g| ("grant_types".to_string(), g.as_str().to_string())),
+    );
+    Posted(pairs)
+}
+
+fn client_edit_fields(form: &Posted, key_authenticated: bool) -> Vec<Field> {
+    let chosen = form.all("grant_types");
+    let method = form.get("token_endpoint_auth_method");
+    let mut methods = vec![
+        (
+            "client_secret_basic",
+            "Secret, HTTP Basic (client_secret_basic)",
+        ),
+        (
+            "client_secret_post",
+            "Secret, in the form (client_secret_post)",
+        ),
+        ("none", "None: a public client (its secret is removed)"),
+    ];
+    if key_authenticated {
+        methods.push((
+            "private_key_jwt",
+            "Signed JWT with its keys (private_key_jwt)",
+        ));
+    }
+    vec![
+        text_field(
+            "client_name",
+            "Name",
+            &form.get("client_name"),
+            "Shown to people on the consent page.",
+        ),
+        Field {
+            name: "token_endpoint_auth_method".into(),
+            label: "Authentication".into(),
+            kind: "select",
+            value: String::new(),
+            hint:
+                "Moving a public or key-authenticated client to a secret generates one, shown once."
+                    .into(),
+            options: methods
+                .iter()
+                .map(|(v, l)| (v.to_string(), l.to_string(), method == *v))
+                .collect(),
+        },
+        Field {
+            name: "grant_types".into(),
+            label: "Grant types".into(),
+            kind: "checks",
+            value: String::new(),
+            hint: String::new(),
+            options: GRANTS
+                .iter()
+                .map(|(v, l)| (v.to_string(), l.to_string(), chosen.iter().any(|c| c == v)))
+                .collect(),
+        },
+        text_field(
+            "scope",
+            "Scopes",
+            &form.get("scope"),
+            "Space-separated. A scope removed here is refused at the next request for it.",
+        ),
+        text_field(
+            "redirect_uris",
+            "Redirect URIs",
+            &form.get("redirect_uris"),
+            "Space-separated. A URI removed here can no longer be used.",
+        ),
+        text_field(
+            "post_logout_redirect_uris",
+            "Post-logout redirect URIs",
+            &form.get("post_logout_redirect_uris"),
+            "Space-separated.",
+        ),
+        text_field(
+            "audiences",
+            "API audiences",
+            &form.get("audiences"),
+            "Resource indicators this client may get tokens for; the first is the default.",
+        ),
+        text_field(
+            "roles",
+            "Roles",
+            &form.get("roles"),
+            "The client's own roles (for client credentials).",
+        ),
+    ]
+}
+
+fn client_edit_form(
+    admin: &Admin,
+    id: &str,
+    form: &Posted,
+    key_authenticated: bool,
+    error: Option<String>,
+) -> HttpResponse {
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = FormPage {
+        shell: admin.shell("clients", None),
+        title: format!("Edit the client {id}"),
+        action: format!("/admin/clients/{}/edit", urlencode(id)),
+        fields: client_edit_fields(form, key_authenticated),
+        submit: "Save changes".into(),
+        error,
+        cancel: format!("/admin/clients/{}", urlencode(id)),
+    };
+    page(status, body.render())
+}
+
+async fn stored_client(app: &App, id: &str) -> Result<Client, AdminError> {
+    let wanted = id.to_string();
+    blocking(app, move |app| {
+        app.store()
+            .find_client(&wanted)?
+            .ok_or_else(|| AdminError::NotFound(format!("no client {wanted}")))
+    })
+    .await
+}
+
+fn console_client_refused(admin: &Admin, id: &str) -> Option<HttpResponse> {
+    (id == super::CLIENT_ID).then(|| {
+        failure(
+            admin,
+            crate::endpoints::admin::invalid_field(
+                "client_id",
+                "the console's own client cannot be changed here",
+            ),
+            "/admin/clients",
+        )
+    })
+}
+
+/// `GET /admin/clients/{id}/edit`: the form, filled with what is stored.
+pub async fn edit_client(
+    id: web::Path<String>,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let admin = match admin(
+        &app,
+        &session,
+        &format!("/admin/clients/{}/edit", urlencode(&id)),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Some(r) = console_client_refused(&admin, &id) {
+        return r;
+    }
+    match stored_client(&app, &id).await {
+        Ok(c) => client_edit_form(
+            &admin,
+            &id,
+            &posted_from_client(&c),
+            c.auth_method == AuthMethod::PrivateKeyJwt,
+            None,
+        ),
+        Err(e) => failure(&admin, e, "/admin/clients"),
+    }
+}
+
+/// `POST /admin/clients/{id}/edit`: `administration::update_client`; a generated secret (a
+/// public client made confidential) is shown once.
+pub async fn update_client(
+    id: web::Path<String>,
+    body: web::Bytes,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let form = Posted::parse(&body);
+    if let Some(r) = check_csrf(&session, form.csrf().as_deref()) {
+        return r;
+    }
+    let id = id.into_inner();
+    let back = format!("/admin/clients/{}", urlencode(&id));
+    let admin = match admin(&app, &session, &back).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Some(r) = console_client_refused(&admin, &id) {
+        return r;
+    }
+    let current = match stored_client(&app, &id).await {
+        Ok(c) => c,
+        Err(e) => return failure(&admin, e, "/admin/clients"),
+    };
+    let method = form.get("token_endpoint_auth_method");
+    // What the form does not show stays as it is.
+    let changes = NewClient {
+        id: id.clone(),
+        name: form.get("client_name"),
+        secret: SecretChoice::Generate,
+        auth_method: (!method.is_empty()).then_some(method),
+        grant_types: form.all("grant_types"),
+        scopes: form.words("scope"),
+        audiences: form.words("audiences"),
+        redirect_uris: form.words("redirect_uris"),
+        post_logout_redirect_uris: form.words("post_logout_redirect_uris"),
+        roles: form.words("roles"),
+        jwks: current.jwks.clone(),
+        id_token_signed_response_alg: current
+            .id_token_signed_response_alg
+            .map(|a| a.as_str().to_string()),
+        introspection_audiences: current.introspection_audiences.clone(),
+        require_pushed_authorization_requests: current.require_pushed_authorization_requests,
+        dpop_bound_access_tokens: current.dpop_bound_access_tokens,
+    };
+    let changes = NewClient {
+        // Keys are kept only for a client that still authenticates with them.
+        jwks: changes
+            .jwks
+            .filter(|_| changes.auth_method.as_deref() == Some("private_key_jwt")),
+        ..changes
+    };
+    let caller = admin.caller.clone();
+    let wanted = id.clone();
+    match blocking(&app, move |app| {
+        administration::update_client(app, &caller, &wanted, &changes)
+    })
+    .await
+    {
+        Ok(updated) => match updated.client_secret {
+            Some(secret) => message(
+                &admin,
+                "Client saved",
+                format!("The client {id} now authenticates with a secret."),
+                Some(("Client secret".to_string(), secret)),
+                &back,
+            ),
+            None => see_other(&format!("{back}?done=saved")),
+        },
+        Err(e @ AdminError::Invalid { .. }) => client_edit_form(
+            &admin,
+            &id,
+            &form,
+            current.auth_method == AuthMethod::PrivateKeyJwt,
+            Some(e.to_string()),
+        ),
+        Err(e) => failure(&admin, e, &back),
+    }
+}
+
+/// `GET /admin/clients/{id}/secret`: confirm before the old secret stops working.
+pub async fn confirm_rotate_secret(
+    id: web::Path<String>,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let admin = match admin(&app, &session, "/admin/clients").await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let body = ConfirmPage {
+        shell: admin.shell("clients", None),
+        title: format!("Rotate the secret of {id}?"),
+        message: "A new secret is generated and shown once. The current secret stops working at once (on other instances within their poll interval): update the client's configuration right after.".into(),
+        action: format!("/admin/clients/{}/secret", urlencode(&id)),
+        button: "Rotate secret".into(),
+        cancel: format!("/admin/clients/{}", urlencode(&id)),
+    };
+    page(StatusCode::OK, body.render())
+}
+
+/// `POST /admin/clients/{id}/secret`: the new secret, shown once.
+pub async fn rotate_secret(
+    id: web::Path<String>,
+    body: web::Bytes,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let form = Posted::parse(&body);
+    if let Some(r) = check_csrf(&session, form.csrf().as_deref()) {
+        return r;
+    }
+    let id = id.into_inner();
+    let back = format!("/admin/clients/{}", urlencode(&id));
+    let admin = match admin(&app, &session, &back).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let caller = admin.caller.clone();
+    let wanted = id.clone();
+    match blocking(&app, move |app| {
+        administration::rotate_client_secret(app, &caller, &wanted)
+    })
+    .await
+    {
+        Ok(secret) => message(
+            &admin,
+            "Secret rotated",
+            format!("The client {id} has a new secret; the old one no longer works."),
+            Some(("Client secret".to_string(), secret)),
+            &back,
+        ),
+        Err(e) => failure(&admin, e, &back),
+    }
 }
 
 pub async fn confirm_delete_client(
@@ -938,6 +1300,7 @@ pub async fn user(
         ],
         actions,
         forms,
+        links: vec![],
         back: "/admin/users".into(),
         danger_link: None,
     };
@@ -1099,6 +1462,7 @@ pub async fn roles(
         facts,
         actions,
         forms,
+        links: vec![],
         back: "/admin".into(),
         danger_link: None,
     };
