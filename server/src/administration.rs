@@ -238,6 +238,22 @@ pub fn create_resource(
     Ok(resource)
 }
 
+/// Replaces an API resource's scopes (none may belong to another resource); the new list.
+pub fn set_resource_scopes(
+    app: &App,
+    caller: &Caller,
+    audience: &str,
+    scopes: &[String],
+) -> Result<Vec<String>, AdminError> {
+    let scopes = app.authorization().set_resource_scopes(audience, scopes)?;
+    caller.audit(
+        app,
+        "resource_updated",
+        json!({ "audience": audience, "scopes": scopes }),
+    );
+    Ok(scopes)
+}
+
 pub fn delete_resource(app: &App, caller: &Caller, audience: &str) -> Result<(), AdminError> {
     app.authorization().delete_resource(audience)?;
     caller.audit(app, "resource_deleted", json!({ "audience": audience }));

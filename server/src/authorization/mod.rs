@@ -353,19 +353,7 @@ impl AuthorizationService {
         if audience == self.admin_audience {
             return Err(invalid("audience", "reserved for the admin API"));
         }
-        let scopes = scope_list(scopes)?;
-        if scopes.is_empty() {
-            return Err(invalid("scopes", "a resource needs at least one scope"));
-        }
-        let model = self.model();
-        for s in &scopes {
-            if let Some(owner) = model.owner.get(s) {
-                return Err(invalid(
-                    "scopes",
-                    format!("`{s}` already belongs to {owner}"),
-                ));
-            }
-        }
+        let scopes = self.resource_scopes(audience, scopes)?;
         if let Some(ttl) = access_token_ttl {
             if ttl < 1 || ttl > max_ttl {
                 return Err(invalid(
@@ -395,6 +383,48 @@ impl AuthorizationService {
         self.store.insert_resource(&resource)?;
         self.reload()?;
         Ok(resource)
+    }
+
+    /// A resource's scopes checked: valid, at least one, and none belonging to another
+    /// resource (a scope names one audience, so a token's audience follows from its scopes).
+    fn resource_scopes(
+        &self,
+        audience: &str,
+        scopes: &[String],
+    ) -> Result<Vec<String>, AuthorizationError> {
+        let scopes = scope_list(scopes)?;
+        if scopes.is_empty() {
+            return Err(invalid("scopes", "a resource needs at least one scope"));
+        }
+        let model = self.model();
+        for s in &scopes {
+            if let Some(owner) = model.owner.get(s).filter(|owner| *owner != audience) {
+                return Err(invalid(
+                    "scopes",
+                    format!("`{s}` already belongs to {owner}"),
+                ));
+            }
+        }
+        Ok(scopes)
+    }
+
+    /// Replaces a resource's scopes, under creation's rules. Tokens already issued keep the
+    /// scopes they carry; from now on a removed scope no longer names this audience, and an
+    /// added one does.
+    pub fn set_resource_scopes(
+        &self,
+        audience: &str,
+        scopes: &[String],
+    ) -> Result<Vec<String>, AuthorizationError> {
+        let scopes = self.resource_scopes(audience, scopes)?;
+        if !self
+            .store
+            .set_resource_scopes(audience, &scopes, self.clock.now())?
+        {
+            return Err(AuthorizationError::NotFound(format!("resource {audience}")));
+        }
+        self.reload()?;
+        Ok(scopes)
     }
 
     pub fn delete_resource(&self, audience: &str) -> Result<(), AuthorizationError> {

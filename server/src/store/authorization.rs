@@ -153,6 +153,29 @@ impl Store {
         })
     }
 
+    /// Replaces a resource's scopes; false when there is no such resource.
+    pub fn set_resource_scopes(
+        &self,
+        audience: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let n =
+                diesel::update(api_resources::table.filter(api_resources::audience.eq(audience)))
+                    .set((
+                        api_resources::scopes.eq(encode_list(scopes)),
+                        api_resources::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            if n > 0 {
+                cluster_state::bump(conn, AUTHORIZATION)?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     pub fn delete_resource(&self, audience: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| {

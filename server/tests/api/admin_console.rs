@@ -433,6 +433,17 @@ async fn chromium_console_creates_a_client_and_disables_a_user() {
         .await
         .unwrap();
     assert_eq!(notice, "Saved.");
+    app.app
+        .authorization()
+        .create_resource(
+            crate::helpers::API,
+            Some("Inference API"),
+            &["models:read".into(), "models:invoke".into()],
+            None,
+            None,
+            3600,
+        )
+        .unwrap();
     browser.goto(&app.url("/admin/roles")).await.unwrap();
     save_screenshot(browser, "console-roles").await;
     browser.goto(&app.url("/admin/keys")).await.unwrap();

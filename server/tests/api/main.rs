@@ -8,6 +8,7 @@ mod account;
 mod admin_api;
 mod admin_client_edits;
 mod admin_console;
+mod admin_resource_edits;
 mod agents;
 mod authorization;
 mod browser;

@@ -342,7 +342,7 @@ where
         clients::list, clients::create, clients::get, clients::update, clients::delete, clients::rotate_secret,
         users::list, users::create, users::get, users::delete, users::disable, users::enable, users::unlock,
         roles::list, roles::create, roles::update, roles::delete, roles::grant, roles::revoke,
-        resources::list, resources::create, resources::delete,
+        resources::list, resources::create, resources::update, resources::delete,
         keys::list, keys::rotate,
         registration_tokens::list, registration_tokens::create, registration_tokens::delete,
         audit::list,
@@ -427,6 +427,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/roles/{name}/holders", web::delete().to(roles::revoke))
             .route("/resources", web::get().to(resources::list))
             .route("/resources", web::post().to(resources::create))
+            .route("/resources", web::put().to(resources::update))
             .route("/resources", web::delete().to(resources::delete))
             .route("/keys", web::get().to(keys::list))
             .route(

@@ -20,6 +20,13 @@ pub struct CreateResource {
     pub signing_alg: Option<String>,
 }
 
+/// A resource's new scopes (a full replacement).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceScopes {
+    pub scopes: Vec<String>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AudienceQuery {
@@ -73,6 +80,24 @@ pub async fn delete(
     let audience = query.into_inner().audience;
     blocking(&app, move |app| {
         administration::delete_resource(app, &caller, &audience)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(operation_id = "update_resources", tag = "resources", put, path = "/admin/v1/resources", params(AudienceQuery), request_body = ResourceScopes, security(("bearer" = [])),
+    responses((status = 204), (status = 400, description = "a scope invalid, or belonging to another resource"), (status = 404)))]
+pub async fn update(
+    request: HttpRequest,
+    query: web::Query<AudienceQuery>,
+    body: web::Json<ResourceScopes>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, AdminError> {
+    let caller = caller_of(&request)?;
+    let audience = query.into_inner().audience;
+    let scopes = body.into_inner().scopes;
+    blocking(&app, move |app| {
+        administration::set_resource_scopes(app, &caller, &audience, &scopes)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

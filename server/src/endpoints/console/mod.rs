@@ -428,6 +428,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, sessions: &SessionMiddleware<Sess
         )
         .service(route("/admin/roles/{name}/{action}").route(web::post().to(pages::role_action)))
         .service(route("/admin/resources").route(web::post().to(pages::create_resource)))
+        .service(route("/admin/resources/scopes").route(web::post().to(pages::set_resource_scopes)))
         .service(route("/admin/resources/delete").route(web::post().to(pages::delete_resource)))
         .service(route("/admin/keys").route(web::get().to(pages::keys)))
         .service(route("/admin/keys/rotate").route(web::post().to(pages::rotate_keys)))

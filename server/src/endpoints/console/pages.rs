@@ -1419,6 +1419,23 @@ pub async fn roles(
             format!("API {}", resource.audience),
             format!("{} — {}", resource.scopes.join(" "), resource.name),
         ));
+        forms.push((
+            format!("API {}", resource.audience),
+            vec![
+                Field {
+                    kind: "hidden",
+                    ..text_field("audience", "", &resource.audience, "")
+                },
+                text_field(
+                    "scopes",
+                    "Scopes",
+                    &resource.scopes.join(" "),
+                    "Space-separated; none may belong to another API.",
+                ),
+            ],
+            "/admin/resources/scopes".into(),
+            format!("Save scopes of {}", resource.audience),
+        ));
         actions.push(Action {
             action: "/admin/resources/delete".into(),
             label: format!("Delete API {}", resource.audience),
@@ -1546,6 +1563,32 @@ pub async fn create_resource(
     .await;
     match outcome {
         Ok(_) => see_other("/admin/roles?done=created"),
+        Err(e) => failure(&admin, e, "/admin/roles"),
+    }
+}
+
+/// `POST /admin/resources/scopes`: `administration::set_resource_scopes`.
+pub async fn set_resource_scopes(
+    body: web::Bytes,
+    session: Session,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let form = Posted::parse(&body);
+    if let Some(r) = check_csrf(&session, form.csrf().as_deref()) {
+        return r;
+    }
+    let admin = match admin(&app, &session, "/admin/roles").await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let caller = admin.caller.clone();
+    let (audience, scopes) = (form.get("audience"), form.words("scopes"));
+    match blocking(&app, move |app| {
+        administration::set_resource_scopes(app, &caller, &audience, &scopes)
+    })
+    .await
+    {
+        Ok(_) => see_other("/admin/roles?done=saved"),
         Err(e) => failure(&admin, e, "/admin/roles"),
     }
 }
