@@ -110,6 +110,9 @@ pub struct DetailPage {
     pub forms: Vec<(String, Vec<Field>, String, String)>,
     /// Links to further pages (href, label, element id): edit, rotate the secret.
     pub links: Vec<(String, String, String)>,
+    /// A search box (its action, the query) and pages, on pages that list (roles).
+    pub search: Option<(String, String)>,
+    pub pager: Option<Pager>,
     pub back: String,
     /// A link to a confirmation page (delete).
     pub danger_link: Option<(String, String)>,

@@ -12,6 +12,7 @@ use crate::on_both_backends;
 on_both_backends!(
     only_administrators_get_the_console,
     console_forms_need_their_csrf_token_and_errors_are_pages,
+    the_roles_list_searches_and_pages,
 );
 
 /// Follows `/admin` through sign-in as `username`; the last answer (not a redirect).
@@ -224,6 +225,69 @@ async fn console_forms_need_their_csrf_token_and_errors_are_pages(db: Db) {
         .await;
     assert_eq!(rotated.status(), 409);
     assert!(rotated.text().await.unwrap().contains("rotation must wait"));
+}
+
+async fn the_roles_list_searches_and_pages(db: Db) {
+    let Some(app) = spawn(db).await else {
+        return;
+    };
+    for n in 0..25 {
+        app.app
+            .authorization()
+            .create_role(
+                &format!("team-{n:02}"),
+                "A team",
+                &[format!("team{n:02}:read")],
+            )
+            .unwrap();
+    }
+    app.app
+        .authorization()
+        .create_resource(
+            crate::helpers::API,
+            Some("Inference API"),
+            &["models:read".into()],
+            None,
+            None,
+            3600,
+        )
+        .unwrap();
+    let (root, _) = signed_in_admin(&app).await;
+    // 25 roles and the 3 built in, by name: two pages of 20 (admin, guest, team-00 … team-17
+    // first), the search box kept.
+    let first = root.get("/admin/roles").await.text().await.unwrap();
+    assert!(first.contains("Page 1 of 2 (28 roles)"), "{first}");
+    assert!(first.contains("Role team-17") && !first.contains("Role team-18"));
+    assert!(first.contains("rel=\"next\"") && !first.contains("rel=\"prev\""));
+    let second = root.get("/admin/roles?page=2").await.text().await.unwrap();
+    assert!(second.contains("Role team-24") && !second.contains("Role team-00"));
+    assert!(second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""));
+    // By name or scope; resources are searched too.
+    let found = root
+        .get("/admin/roles?q=team-07")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains("Role team-07") && !found.contains("Role team-08"));
+    assert!(found.contains("Page 1 of 1 (1 roles)") && found.contains("value=\"team-07\""));
+    let by_scope = root
+        .get("/admin/roles?q=team12:read")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(by_scope.contains("Role team-12") && !by_scope.contains("API https://"));
+    let resource = root
+        .get("/admin/roles?q=models")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        resource.contains("API https://inference.example.test") && !resource.contains("Role team-")
+    );
+    assert_eq!(root.get("/admin/roles?page=x").await.status(), 400);
 }
 
 /// Chromium: an admin creates a client in the console and gets a token with it; disables a

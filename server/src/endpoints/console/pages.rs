@@ -665,6 +665,8 @@ pub async fn client(
         actions: vec![],
         forms: vec![],
         links: client_links(&c),
+        search: None,
+        pager: None,
         back: "/admin/clients".into(),
         danger_link: Some((
             format!("/admin/clients/{}/delete", urlencode(&id)),
@@ -1301,6 +1303,8 @@ pub async fn user(
         actions,
         forms,
         links: vec![],
+        search: None,
+        pager: None,
         back: "/admin/users".into(),
         danger_link: None,
     };
@@ -1388,6 +1392,25 @@ pub async fn roles(
         Ok(l) => l,
         Err(e) => return failure(&admin, e, "/admin"),
     };
+    // Search by name, description, scope or audience; the roles in pages like the other lists.
+    let q = query.q.clone().unwrap_or_default();
+    let needle = q.to_lowercase();
+    let hit = |texts: &[&str], scopes: &[String]| {
+        needle.is_empty()
+            || texts.iter().any(|t| t.to_lowercase().contains(&needle))
+            || scopes.iter().any(|s| s.to_lowercase().contains(&needle))
+    };
+    let roles: Vec<_> = roles
+        .into_iter()
+        .filter(|r| hit(&[&r.name, &r.description], &r.scopes))
+        .collect();
+    let resources: Vec<_> = resources
+        .into_iter()
+        .filter(|r| hit(&[&r.audience, &r.name], &r.scopes))
+        .collect();
+    let total = roles.len();
+    let page_no = query.page.unwrap_or(1).max(1);
+    let roles = paged(roles, page_no);
     let mut actions = Vec::new();
     let mut forms = Vec::new();
     let mut facts = Vec::new();
@@ -1480,6 +1503,8 @@ pub async fn roles(
         actions,
         forms,
         links: vec![],
+        search: Some(("/admin/roles".into(), q.clone())),
+        pager: Some(pager("/admin/roles", &q, page_no, total)),
         back: "/admin".into(),
         danger_link: None,
     };
