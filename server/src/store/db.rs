@@ -28,6 +28,16 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    /// The product's name, for people (the console's readiness table).
+    pub fn product_name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        }
+    }
+}
+
 /// A database location parsed from the `database_url` setting.
 #[derive(Debug, Clone)]
 pub struct DatabaseUrl {

@@ -91,6 +91,7 @@ async fn only_administrators_get_the_console(db: Db) {
     ] {
         let response = root.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
+        every_field_is_labelled(path, &response.text().await.unwrap());
     }
     for (path, status) in [
         ("/admin/users/nobody", 404),
@@ -563,4 +564,34 @@ async fn chromium_shows_a_non_admin_the_403_page() {
     save_screenshot(browser, "console-forbidden").await;
     browser.clone().close().await.unwrap();
     assert_eq!(heading, "You are not an administrator");
+}
+
+/// Basic accessibility of a console page: element ids are unique, and every field a person
+/// fills in (not hidden, not a checkbox inside its label) has a `<label for>` naming it.
+fn every_field_is_labelled(path: &str, page: &str) {
+    let attribute = |tag: &str, name: &str| -> Option<String> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[start..].split('"').next()?.to_string())
+    };
+    let mut ids = std::collections::HashSet::new();
+    for (at, _) in page.match_indices(" id=\"") {
+        let id = page[at + 5..].split('"').next().unwrap();
+        assert!(ids.insert(id.to_string()), "{path}: id `{id}` twice");
+    }
+    for opening in ["<input", "<select", "<textarea"] {
+        for (at, _) in page.match_indices(opening) {
+            let tag = &page[at..at + page[at..].find('>').unwrap()];
+            if matches!(
+                attribute(tag, "type").as_deref(),
+                Some("hidden" | "checkbox" | "radio" | "submit")
+            ) {
+                continue;
+            }
+            let id = attribute(tag, "id").unwrap_or_else(|| panic!("{path}: no id in {tag}"));
+            assert!(
+                page.contains(&format!("for=\"{id}\"")),
+                "{path}: no label for `{id}`"
+            );
+        }
+    }
 }

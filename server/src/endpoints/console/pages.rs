@@ -284,9 +284,9 @@ pub async fn overview(session: Session, app: web::Data<App>) -> HttpResponse {
     let take = |k: &str| hourly.get(k).cloned().unwrap_or_default();
     let charts = vec![
         (
-            "Sign-ins and failures per hour, last 24 hours".to_string(),
+            "Tokens, sign-ins and failures per hour, last 24 hours".to_string(),
             hourly_chart(
-                "Sign-ins and failures per hour",
+                "Tokens, sign-ins and failures per hour",
                 &[
                     ("sign-ins", "#1a7f45", take("login_succeeded")),
                     ("failures", "#b42318", take("login_failed")),
@@ -314,7 +314,7 @@ pub async fn overview(session: Session, app: web::Data<App>) -> HttpResponse {
     let database = {
         let store = app.store().clone();
         match store.run(|s| s.ping()).await {
-            Ok(()) => (true, format!("{:?}", store.backend())),
+            Ok(()) => (true, store.backend().product_name().to_string()),
             Err(e) => (false, e.to_string()),
         }
     };
