@@ -595,3 +595,95 @@ fn every_field_is_labelled(path: &str, page: &str) {
         }
     }
 }
+
+/// WCAG 2.1 contrast (1.4.3, AA: 4.5:1 for text) of the colours the pages put text in, on the
+/// backgrounds they put it on, read from the stylesheets themselves (light and dark schemes).
+#[test]
+fn page_colours_have_sufficient_contrast() {
+    fn palette(css: &str) -> Vec<std::collections::HashMap<String, String>> {
+        // One map per `:root {…}` block: the light scheme, then the dark one if any.
+        css.split(":root")
+            .skip(1)
+            .map(|block| {
+                let block = &block[..block.find('}').unwrap()];
+                block
+                    .split(['{', ';'])
+                    .filter_map(|d| d.trim().split_once(':'))
+                    .filter(|(name, value)| name.starts_with("--") && value.trim().starts_with('#'))
+                    .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+    fn luminance(hex: &str) -> f64 {
+        // #rgb is #rrggbb.
+        let hex = if hex.len() == 4 {
+            hex.chars().flat_map(|c| [c, c]).skip(1).collect()
+        } else {
+            hex.to_string()
+        };
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    }
+    let contrast = |a: &str, b: &str| {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+    let sheets = [
+        (
+            "base.html",
+            vec![
+                ("--text", "--card"),
+                ("--text", "--bg"),
+                ("--muted", "--card"),
+                ("--muted", "--bg"),
+                ("--accent", "--card"),
+                ("--on-primary", "--primary"),
+                ("--success", "--success-bg"),
+                ("--danger-text", "--danger-bg"),
+                ("--warning", "--warning-bg"),
+            ],
+        ),
+        (
+            "console/layout.html",
+            vec![
+                ("--text", "--card"),
+                ("--text", "--bg"),
+                ("--muted", "--card"),
+                ("--muted", "--subtle"),
+                ("--primary", "--card"),
+                ("--ok", "--ok-bg"),
+                ("--warn", "--warn-bg"),
+                ("--danger", "--danger-bg"),
+            ],
+        ),
+    ];
+    for (file, pairs) in sheets {
+        let css = std::fs::read_to_string(root.join(file)).unwrap();
+        let schemes = palette(&css);
+        assert!(!schemes.is_empty(), "{file}: no :root colours");
+        let light = &schemes[0];
+        for (scheme_number, scheme) in schemes.iter().enumerate() {
+            for (fg, bg) in &pairs {
+                // The dark scheme overrides some colours; the rest come from the light one.
+                let colour = |name: &str| scheme.get(name).or_else(|| light.get(name)).cloned();
+                let (Some(f), Some(b)) = (colour(fg), colour(bg)) else {
+                    panic!("{file}: {fg} or {bg} is not defined");
+                };
+                let ratio = contrast(&f, &b);
+                assert!(
+                    ratio >= 4.5,
+                    "{file} scheme {scheme_number}: {fg} {f} on {bg} {b} is {ratio:.2}:1"
+                );
+            }
+        }
+    }
+}

@@ -288,7 +288,7 @@ pub async fn overview(session: Session, app: web::Data<App>) -> HttpResponse {
             hourly_chart(
                 "Tokens, sign-ins and failures per hour",
                 &[
-                    ("sign-ins", "#1a7f45", take("login_succeeded")),
+                    ("sign-ins", "#166b3a", take("login_succeeded")),
                     ("failures", "#b42318", take("login_failed")),
                     ("tokens", "#2f54d6", take("token_issued")),
                 ],
