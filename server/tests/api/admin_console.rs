@@ -379,6 +379,78 @@ async fn chromium_console_creates_a_client_and_disables_a_user() {
     save_screenshot(browser, "console-client-created").await;
     let token = app.cc_token("nightly-export", &new_secret, &[]).await;
     assert!(token["access_token"].is_string());
+
+    // The keyboard reaches every field and the button of a form, in order, with Tab.
+    browser.goto(&app.url("/admin/clients/new")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("f-client_id"))
+        .await
+        .unwrap();
+    let mut reached = Vec::new();
+    for _ in 0..60 {
+        browser
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{e004}") // WebDriver's Tab key
+            .await
+            .unwrap();
+        let focused = browser
+            .execute("return document.activeElement.id", vec![])
+            .await
+            .unwrap();
+        if let Some(id) = focused.as_str().filter(|id| !id.is_empty()) {
+            reached.push(id.to_string());
+        }
+        if reached.last().is_some_and(|id| id == "submit") {
+            break;
+        }
+    }
+    let position = |id: &str| reached.iter().position(|r| r == id);
+    assert!(
+        matches!(
+            (position("f-client_id"), position("f-client_name"), position("submit")),
+            (Some(a), Some(b), Some(c)) if a < b && b < c
+        ),
+        "Tab order: {reached:?}"
+    );
+    // A form whose CSRF token was taken out (as a forged cross-site post would lack it) is
+    // refused, and nothing is created.
+    browser
+        .find(Locator::Id("f-client_id"))
+        .await
+        .unwrap()
+        .send_keys("forged")
+        .await
+        .unwrap();
+    browser
+        .execute(
+            "document.querySelectorAll('input[name=csrf_token]').forEach(e => e.remove())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = browser
+        .wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(refused, "This form has expired");
+    assert!(
+        app.app.clients().find("forged").await.unwrap().is_none(),
+        "nothing was created"
+    );
     browser
         .goto(&app.url("/admin/clients/nightly-export"))
         .await
