@@ -2,6 +2,8 @@
 //! (target `portcullis::audit`) at once, and a database row written in batches off the
 //! request path. Tokens and secrets never appear: tokens are named by `jti`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +22,36 @@ const BATCH: usize = 1_000;
 pub struct Audit {
     sink: Sink,
     clock: SharedClock,
+    ids: Arc<EventIds>,
+}
+
+/// Event ids unique across processes: a random prefix per process and a counter.
+struct EventIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl EventIds {
+    fn new() -> EventIds {
+        let prefix = crate::tokens::new_jti().unwrap_or_else(|_| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}-{nanos}", std::process::id())
+        });
+        EventIds {
+            prefix,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}.{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }
 
 /// What the writer task receives.
@@ -47,11 +79,13 @@ impl Audit {
                 Audit {
                     sink: Sink::Queue(sender),
                     clock,
+                    ids: Arc::new(EventIds::new()),
                 }
             }
             Err(_) => Audit {
                 sink: Sink::Direct(store),
                 clock,
+                ids: Arc::new(EventIds::new()),
             },
         }
     }
@@ -80,6 +114,7 @@ impl Audit {
             client_id: client_id.map(str::to_string),
             subject: subject.map(str::to_string),
             details,
+            event_id: Some(self.ids.next()),
         };
         match &self.sink {
             Sink::Queue(sender) => {

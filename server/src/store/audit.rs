@@ -27,6 +27,8 @@ pub struct NewAuditEvent {
     pub client_id: Option<String>,
     pub subject: Option<String>,
     pub details: String,
+    /// Unique per event (`Audit` makes them): a batch inserted twice adds its rows once.
+    pub event_id: Option<String>,
 }
 
 /// id, at, kind, client_id, subject, details.
@@ -54,12 +56,14 @@ impl Store {
         let mut conn = self.conn()?;
         // Multi-row INSERTs (diesel's MultiConnection has no batch insert, so per backend);
         // chunks keep each under SQLite's bound-parameter limit. One transaction, so a batch
-        // that is retried after a failure is never half written.
+        // that is retried after a failure is never half written; and rows already there (the
+        // failure came after the commit) are skipped by their event id.
         match &mut *conn {
             AnyConnection::Sqlite(lite) => lite.transaction(|lite| {
                 for chunk in batch.chunks(500) {
                     diesel::insert_into(events::table)
                         .values(chunk)
+                        .on_conflict_do_nothing()
                         .execute(lite)?;
                 }
                 Ok::<_, diesel::result::Error>(())
@@ -68,6 +72,7 @@ impl Store {
                 for chunk in batch.chunks(500) {
                     diesel::insert_into(events::table)
                         .values(chunk)
+                        .on_conflict_do_nothing()
                         .execute(pg)?;
                 }
                 Ok::<_, diesel::result::Error>(())

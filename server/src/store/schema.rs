@@ -214,6 +214,7 @@ diesel::table! {
         client_id -> Nullable<Text>,
         subject -> Nullable<Text>,
         details -> Text,
+        event_id -> Nullable<Text>,
     }
 }
 

@@ -248,6 +248,7 @@ async fn audit_events_past_their_retention_are_purged_by_one_instance_at_a_time(
         client_id: None,
         subject: None,
         details: "{}".into(),
+        event_id: None,
     };
     let count = |kind: &str| {
         store

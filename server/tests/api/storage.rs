@@ -15,6 +15,7 @@ on_both_backends!(
     keyring_changes_apply_only_from_the_generation_they_were_planned_on,
     migrations_are_idempotent,
     dynamic_clients_and_initial_access_tokens,
+    an_audit_batch_written_twice_is_stored_once,
 );
 
 fn sample_client(id: &str) -> Client {
@@ -268,4 +269,36 @@ async fn dynamic_clients_and_initial_access_tokens(db: Db) {
     assert!(store.delete_initial_token("iat-a").unwrap());
     assert!(!store.delete_initial_token("iat-a").unwrap());
     assert!(store.list_initial_tokens().unwrap().is_empty());
+}
+
+/// The audit writer retries a batch whose write failed; when the failure came after the
+/// commit (the connection cut on its way back), the second write must add nothing.
+async fn an_audit_batch_written_twice_is_stored_once(db: Db) {
+    let Some(database) = fresh_database(db) else {
+        return;
+    };
+    let store = Store::open(&database.url, 1).unwrap();
+    let event = |id: Option<&str>| portcullis::store::audit::NewAuditEvent {
+        at: 1_700_000_000,
+        kind: "token_issued".into(),
+        client_id: Some("svc".into()),
+        subject: None,
+        details: "{}".into(),
+        event_id: id.map(str::to_string),
+    };
+    let batch = [event(Some("p.1")), event(Some("p.2"))];
+    store.insert_audit_events(&batch).unwrap();
+    store.insert_audit_events(&batch).unwrap();
+    // A batch that repeats one event and brings a new one: only the new one is added.
+    store
+        .insert_audit_events(&[event(Some("p.2")), event(Some("p.3"))])
+        .unwrap();
+    let stored = store
+        .query_audit_events(&portcullis::store::audit::AuditQuery {
+            kind: Some("token_issued".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 3);
 }
