@@ -5,7 +5,7 @@
 use fantoccini::Locator;
 
 use crate::account::spawn;
-use crate::browser::{save_screenshot, sign_in, start_chromium, wait_for_url};
+use crate::browser::{save_screenshot, sign_in, start_chromium, wait_for_heading, wait_for_url};
 use crate::helpers::{hidden_field, Browser, Db, TestApp, PASSWORD};
 use crate::on_both_backends;
 
@@ -438,19 +438,7 @@ async fn chromium_console_creates_a_client_and_disables_a_user() {
         .click()
         .await
         .unwrap();
-    // The answer replaces the form's page: wait for its heading (the form's own h1 is there
-    // until the browser has navigated).
-    let mut refused = String::new();
-    for _ in 0..100 {
-        refused = match browser.find(Locator::Css("main h1, h1")).await {
-            Ok(heading) => heading.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if refused == "This form has expired" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let refused = wait_for_heading(browser, "This form has expired").await;
     assert_eq!(refused, "This form has expired");
     assert!(
         app.app.clients().find("forged").await.unwrap().is_none(),

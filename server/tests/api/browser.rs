@@ -161,6 +161,24 @@ pub async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Waits until the page's first heading reads `expected` (after a click that navigates, the
+/// old page's heading is there, then stale, until the new page is in); returns the last
+/// heading read.
+pub async fn wait_for_heading(browser: &fantoccini::Client, expected: &str) -> String {
+    let mut heading = String::new();
+    for _ in 0..100 {
+        heading = match browser.find(Locator::Css("h1")).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if heading == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    heading
+}
+
 /// Waits until the browser is at a URL starting with `prefix`; returns where it is.
 pub async fn wait_for_url(browser: &fantoccini::Client, prefix: &str) -> String {
     let mut landed = String::new();
@@ -330,14 +348,7 @@ async fn chromium_connects_a_device() {
         .await
         .unwrap();
     allow.click().await.unwrap();
-    let done = browser
-        .wait()
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let done = wait_for_heading(browser, "Your device is connected").await;
     browser.clone().close().await.unwrap();
     assert_eq!(done, "Your device is connected");
     let tokens: Value = app
